@@ -1,0 +1,1 @@
+//! Desktop tools around `picogpt-core`: checkpoint reading, synthesis, packing, reference.

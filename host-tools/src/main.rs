@@ -1,0 +1,2 @@
+//! `host-tools`: the desktop command line.
+fn main() {}
