@@ -1,8 +1,34 @@
 //! picoGPT on a microcontroller: the GPT-2 forward pass, `no_std`, streaming its weights.
+//!
+//! Weights arrive only through [`Storage`] (read `len` bytes at an offset) into a chunk
+//! buffer the caller sizes; activations live in a caller-provided [`Workspace`]; keys and
+//! values in a [`KvCache`]. Nothing here allocates, panics on input, or depends on the
+//! target for its arithmetic: the same pack and prompt give the same bits on x86-64 and on a
+//! Cortex-M33.
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 pub mod config;
+pub mod error;
+pub mod format;
+mod forward;
+pub mod kernels;
+pub mod kv;
+pub mod layout;
+pub mod logits;
+pub mod model;
+pub mod quant;
+pub mod storage;
+mod stream;
+pub mod workspace;
 
 pub use config::{ConfigError, ModelConfig};
+pub use error::{Error, FormatError, QuantError};
+pub use format::{MatrixFormat, QuantScheme, TensorId, TensorKind};
+pub use kv::{KvCache, KvFormat, RamKv};
+pub use layout::Layout;
+pub use logits::{Candidate, LogitSink, TopK};
+pub use model::Model;
+pub use storage::{SliceStorage, Storage};
+pub use workspace::{Workspace, WorkspaceSpec};

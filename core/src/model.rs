@@ -1,0 +1,226 @@
+//! Opening a pack: header, manifest and tensor table checked against the canonical layout.
+
+use crate::config::ModelConfig;
+use crate::error::{Error, FormatError};
+use crate::format::{
+    ALIGNMENT, ENTRY_BYTES, FORMAT_VERSION, HEADER_BYTES, Header, MAGIC, MAX_MANIFEST_BYTES,
+    ManifestHead, TensorEntry, TensorId,
+};
+use crate::layout::Layout;
+use crate::storage::Storage;
+use crate::stream::{Source, TensorStream};
+use crate::workspace::{Workspace, WorkspaceSpec};
+
+/// Manifest bytes read per storage call while opening (a handful of table entries).
+const MANIFEST_READ: usize = 6 * ENTRY_BYTES;
+/// Longest manifest head accepted: config, scheme with 32 outlier channels, and counts.
+const MAX_HEAD_BYTES: usize = 192;
+
+/// A validated pack on some storage.
+pub struct Model<S> {
+    pub(crate) src: Source<S>,
+    pub(crate) layout: Layout,
+    pub(crate) verify: bool,
+}
+
+impl<S: Storage> Model<S> {
+    /// Reads and checks the header, manifest and every table entry; reads no weights.
+    pub fn open(storage: S) -> Result<Self, Error<S::Error>> {
+        let mut src = Source { storage, bytes_read: 0 };
+        let size = src
+            .storage
+            .size()
+            .map_err(|source| Error::Storage { source, offset: 0, tensor: None })?;
+        let mut raw = [0u8; HEADER_BYTES];
+        src.read_exact(0, &mut raw, None)?;
+        let (magic, header) = Header::parse(&raw);
+        if magic != MAGIC {
+            return Err(FormatError::BadMagic { found: magic }.into());
+        }
+        if header.version != FORMAT_VERSION {
+            let found = header.version;
+            return Err(FormatError::UnsupportedVersion { found, supported: FORMAT_VERSION }.into());
+        }
+        if header.manifest_len > MAX_MANIFEST_BYTES {
+            let len = header.manifest_len;
+            return Err(FormatError::ManifestTooLarge { len, max: MAX_MANIFEST_BYTES }.into());
+        }
+        let manifest_end = HEADER_BYTES as u64 + u64::from(header.manifest_len);
+        if size < manifest_end {
+            return Err(FormatError::Truncated { needed: manifest_end, found: size }.into());
+        }
+        check_manifest_crc(&mut src, &header)?;
+        let layout = read_head(&mut src, &header, size)?;
+        check_table(&mut src, &layout)?;
+        Ok(Self { src, layout, verify: false })
+    }
+
+    /// Model shape.
+    pub fn config(&self) -> &ModelConfig {
+        self.layout.config()
+    }
+
+    /// Where each tensor lives, and their formats.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Every byte read from the storage so far, manifest included.
+    pub fn bytes_read(&self) -> u64 {
+        self.src.bytes_read
+    }
+
+    /// Turns CRC checking of every tensor the forward pass reads in full on or off.
+    ///
+    /// Checking costs one CRC32 per weight byte; a host run typically checks the first step
+    /// only, which reads every tensor.
+    pub fn set_verify(&mut self, on: bool) {
+        self.verify = on;
+    }
+
+    /// Bytes of working memory a forward pass needs with this spec (KV cache excluded).
+    pub fn workspace_bytes(&self, spec: &WorkspaceSpec) -> usize {
+        Workspace::bytes(&self.layout, spec)
+    }
+
+    /// Carves a workspace for this model from `mem`.
+    pub fn workspace<'w>(
+        &self,
+        spec: &WorkspaceSpec,
+        mem: &'w mut [f32],
+    ) -> Result<Workspace<'w>, Error<S::Error>> {
+        Workspace::new(&self.layout, spec, mem)
+    }
+
+    /// Reads every tensor and checks its CRC; the first mismatch is the error.
+    pub fn verify_all(&mut self, ws: &mut Workspace<'_>) -> Result<(), Error<S::Error>> {
+        for index in 0..self.layout.tensor_count() {
+            let id = self.layout.id_at(index);
+            let crc = table_crc(&mut self.src, &self.layout, id)?;
+            let entry = self.layout.expected_entry(id);
+            let chunk = ws.chunk_bytes();
+            TensorStream::new(&mut self.src, ws.chunk, chunk, id, entry.offset, entry.len, Some(crc))
+                .finish()?;
+        }
+        Ok(())
+    }
+
+    /// Gives the storage back.
+    pub fn into_storage(self) -> S {
+        self.src.storage
+    }
+}
+
+/// The CRC the tensor table records for `id`, read from storage.
+pub(crate) fn table_crc<S: Storage, KE>(
+    src: &mut Source<S>,
+    layout: &Layout,
+    id: TensorId,
+) -> Result<u32, Error<S::Error, KE>> {
+    let offset = layout.entry_offset(layout.index_of(id));
+    let mut raw = [0u8; ENTRY_BYTES];
+    src.read_exact(offset, &mut raw, Some(id))?;
+    let entry: TensorEntry =
+        postcard::from_bytes(&raw).map_err(|_| FormatError::ManifestDecode { offset })?;
+    Ok(entry.crc32)
+}
+
+fn check_manifest_crc<S: Storage>(
+    src: &mut Source<S>,
+    header: &Header,
+) -> Result<(), Error<S::Error>> {
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = [0u8; MANIFEST_READ];
+    let end = HEADER_BYTES as u64 + u64::from(header.manifest_len);
+    let mut at = HEADER_BYTES as u64;
+    while at < end {
+        let n = (end - at).min(MANIFEST_READ as u64) as usize;
+        src.read_exact(at, &mut buf[..n], None)?;
+        hasher.update(&buf[..n]);
+        at += n as u64;
+    }
+    let found = hasher.finalize();
+    if found != header.manifest_crc {
+        return Err(FormatError::ManifestCrc { expected: header.manifest_crc, found }.into());
+    }
+    Ok(())
+}
+
+fn read_head<S: Storage>(
+    src: &mut Source<S>,
+    header: &Header,
+    size: u64,
+) -> Result<Layout, Error<S::Error>> {
+    let mut buf = [0u8; MAX_HEAD_BYTES];
+    let n = (header.manifest_len as usize).min(MAX_HEAD_BYTES);
+    src.read_exact(HEADER_BYTES as u64, &mut buf[..n], None)?;
+    let offset = HEADER_BYTES as u64;
+    let (head, rest): (ManifestHead, _) =
+        postcard::take_from_bytes(&buf[..n]).map_err(|_| FormatError::ManifestDecode { offset })?;
+    let head_len = (n - rest.len()) as u64;
+    if head.alignment != ALIGNMENT {
+        return Err(FormatError::Alignment { found: head.alignment, expected: ALIGNMENT }.into());
+    }
+    let layout = Layout::new(head.config, head.quant, head_len)?;
+    if u64::from(head.tensor_count) != layout.tensor_count() {
+        let (expected, found) = (layout.tensor_count(), head.tensor_count);
+        return Err(FormatError::TensorCount { expected, found }.into());
+    }
+    if u64::from(header.manifest_len) != layout.manifest_len() {
+        let (claimed, needed) = (header.manifest_len, layout.manifest_len());
+        return Err(FormatError::ManifestLength { claimed, needed }.into());
+    }
+    if head.file_len != layout.file_len() {
+        let (expected, found) = (layout.file_len(), head.file_len);
+        return Err(FormatError::FileLen { expected, found }.into());
+    }
+    if size < layout.file_len() {
+        return Err(FormatError::Truncated { needed: layout.file_len(), found: size }.into());
+    }
+    Ok(layout)
+}
+
+fn check_table<S: Storage>(src: &mut Source<S>, layout: &Layout) -> Result<(), Error<S::Error>> {
+    let mut buf = [0u8; MANIFEST_READ];
+    let count = layout.tensor_count();
+    let mut index = 0;
+    while index < count {
+        let batch = (count - index).min((MANIFEST_READ / ENTRY_BYTES) as u64);
+        let start = layout.entry_offset(index);
+        let bytes = &mut buf[..batch as usize * ENTRY_BYTES];
+        src.read_exact(start, bytes, None)?;
+        for (k, raw) in bytes.chunks_exact(ENTRY_BYTES).enumerate() {
+            let offset = start + (k * ENTRY_BYTES) as u64;
+            let found: TensorEntry =
+                postcard::from_bytes(raw).map_err(|_| FormatError::ManifestDecode { offset })?;
+            compare_entry(layout, index + k as u64, &found)?;
+        }
+        index += batch;
+    }
+    Ok(())
+}
+
+fn compare_entry(layout: &Layout, index: u64, found: &TensorEntry) -> Result<(), FormatError> {
+    let expected = layout.expected_entry(layout.id_at(index));
+    if found.id != expected.id {
+        let index = index as u32;
+        return Err(FormatError::WrongTensor { index, expected: expected.id, found: found.id });
+    }
+    if found.format != expected.format {
+        let (tensor, expected, found) = (expected.id, expected.format, found.format);
+        return Err(FormatError::TensorFormat { tensor, expected, found });
+    }
+    let fields = [
+        ("rows", u64::from(expected.rows), u64::from(found.rows)),
+        ("cols", u64::from(expected.cols), u64::from(found.cols)),
+        ("offset", expected.offset, found.offset),
+        ("len", expected.len, found.len),
+    ];
+    for (field, want, got) in fields {
+        if want != got {
+            let tensor = expected.id;
+            return Err(FormatError::TensorField { tensor, field, expected: want, found: got });
+        }
+    }
+    Ok(())
+}

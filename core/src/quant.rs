@@ -1,0 +1,108 @@
+//! Encoders for the stored number formats: the inverse of the decoders in [`crate::kernels`].
+//!
+//! The packer uses them for weights and the KV cache for its rows, so both round the same way.
+
+use half::f16;
+
+use crate::kernels::f16_to_f32;
+
+/// Encodes `x` as little-endian f32 into `out` (`4 * x.len()` bytes).
+pub fn encode_f32(x: &[f32], out: &mut [u8]) {
+    for (o, v) in out.chunks_exact_mut(4).zip(x) {
+        o.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Encodes `x` as little-endian f16 (round to nearest even) into `out` (`2 * x.len()` bytes).
+pub fn encode_f16(x: &[f32], out: &mut [u8]) {
+    for (o, v) in out.chunks_exact_mut(2).zip(x) {
+        o.copy_from_slice(&f16::from_f32(*v).to_bits().to_le_bytes());
+    }
+}
+
+/// The f16 scale for a block whose largest magnitude is `amax`, as stored and as decoded.
+fn int8_scale(amax: f32) -> (u16, f32) {
+    let bits = f16::from_f32(amax / 127.0).min(f16::MAX).to_bits();
+    (bits, f16_to_f32(bits))
+}
+
+/// Rounds `v / d` to the nearest int8 in -127..=127 (0 when `d` is 0).
+fn int8_value(v: f32, d: f32) -> i8 {
+    if d == 0.0 {
+        return 0;
+    }
+    libm::roundf(v / d).clamp(-127.0, 127.0) as i8
+}
+
+/// Encodes `x` (a multiple of `block` long) as int8 blocks `{ f16 d; i8 q[block] }`:
+/// symmetric, `d = max|x| / 127` rounded to f16, `q = round(x / d)`.
+pub fn encode_int8(x: &[f32], block: usize, out: &mut [u8]) {
+    for (xb, ob) in x.chunks_exact(block).zip(out.chunks_exact_mut(2 + block)) {
+        let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let (bits, d) = int8_scale(amax);
+        ob[..2].copy_from_slice(&bits.to_le_bytes());
+        for (o, &v) in ob[2..].iter_mut().zip(xb) {
+            *o = int8_value(v, d) as u8;
+        }
+    }
+}
+
+/// Quantizes `x` to int8 with one f32 scale per `group` elements (the KV cache's per-head
+/// scales), writing the scales to `scales` and the values to `q`.
+pub fn encode_int8_groups(x: &[f32], group: usize, scales: &mut [f32], q: &mut [i8]) {
+    for ((xg, s), qg) in x.chunks_exact(group).zip(scales.iter_mut()).zip(q.chunks_exact_mut(group)) {
+        let amax = xg.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        *s = amax / 127.0;
+        for (o, &v) in qg.iter_mut().zip(xg) {
+            *o = int8_value(v, *s);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::{decode_f16, decode_int8};
+
+    #[test]
+    fn int8_round_trip_error_is_within_half_a_step() {
+        let x: Vec<f32> = (0..64).map(|i| ((i * 29 % 64) as f32 - 31.5) * 0.173).collect();
+        let mut bytes = vec![0u8; 2 * 34];
+        encode_int8(&x, 32, &mut bytes);
+        let mut back = vec![0.0; 64];
+        decode_int8(&bytes, 32, &mut back);
+        for (blk, (xb, bb)) in x.chunks(32).zip(back.chunks(32)).enumerate() {
+            let d = f16_to_f32(u16::from_le_bytes([bytes[34 * blk], bytes[34 * blk + 1]]));
+            for (a, b) in xb.iter().zip(bb) {
+                assert!((a - b).abs() <= 0.5 * d + 1e-6, "{a} vs {b}, step {d}");
+            }
+        }
+    }
+
+    #[test]
+    fn zero_blocks_stay_zero() {
+        let mut bytes = vec![0xffu8; 34];
+        encode_int8(&[0.0; 32], 32, &mut bytes);
+        assert!(bytes.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn f16_round_trip_is_exact_for_representable_values() {
+        let x = [0.5f32, -2.0, 65504.0, 6.1035156e-5];
+        let mut bytes = [0u8; 8];
+        encode_f16(&x, &mut bytes);
+        let mut back = [0.0; 4];
+        decode_f16(&bytes, &mut back);
+        assert_eq!(back, x);
+    }
+
+    #[test]
+    fn groups_get_their_own_scales() {
+        let x = [1.0f32, -0.5, 100.0, 50.0];
+        let mut scales = [0.0; 2];
+        let mut q = [0i8; 4];
+        encode_int8_groups(&x, 2, &mut scales, &mut q);
+        assert_eq!(q, [127, -64, 127, 64]);
+        assert_eq!(scales, [1.0 / 127.0, 100.0 / 127.0]);
+    }
+}

@@ -1,0 +1,59 @@
+//! The one way weights arrive: reads at an offset into a caller's buffer.
+
+use core::convert::Infallible;
+use core::fmt;
+
+/// Random-access, read-only bytes: an SD-card file, external flash, a host file.
+///
+/// Implementations may return fewer bytes than asked (a short read); `core` asks again for
+/// the rest, and treats a read of 0 bytes as the end of the data.
+pub trait Storage {
+    /// The storage's own failure.
+    type Error: fmt::Debug + fmt::Display;
+
+    /// Reads up to `buf.len()` bytes starting at `offset`; returns how many were read.
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize, Self::Error>;
+
+    /// Total size in bytes.
+    fn size(&mut self) -> Result<u64, Self::Error>;
+}
+
+impl<T: Storage + ?Sized> Storage for &mut T {
+    type Error = T::Error;
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        (**self).read_at(offset, buf)
+    }
+
+    fn size(&mut self) -> Result<u64, Self::Error> {
+        (**self).size()
+    }
+}
+
+/// A pack that is already addressable memory: memory-mapped flash (XIP) or a test buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct SliceStorage<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> SliceStorage<'a> {
+    /// Wraps a byte slice.
+    pub const fn new(data: &'a [u8]) -> Self {
+        Self { data }
+    }
+}
+
+impl Storage for SliceStorage<'_> {
+    type Error = Infallible;
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize, Infallible> {
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(self.data.len());
+        let n = buf.len().min(self.data.len() - start);
+        buf[..n].copy_from_slice(&self.data[start..start + n]);
+        Ok(n)
+    }
+
+    fn size(&mut self) -> Result<u64, Infallible> {
+        Ok(self.data.len() as u64)
+    }
+}

@@ -1,0 +1,146 @@
+//! The forward pass's working memory, carved from one caller-provided buffer.
+
+use crate::error::Error;
+use crate::kernels::{LANES, Lanes};
+use crate::layout::Layout;
+
+/// How much work the caller's memory must support.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct WorkspaceSpec {
+    /// Positions processed per pass over the weights (prompt tokens share one pass).
+    pub batch: usize,
+    /// Bytes per storage read; a multiple of 512 keeps SD reads sector-aligned.
+    pub chunk_bytes: usize,
+}
+
+/// The dimensions a workspace was carved for, to check it against a model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Dims {
+    n_embd: usize,
+    n_head: usize,
+    batch: usize,
+    chunk: usize,
+    spill: usize,
+}
+
+impl Dims {
+    fn of(layout: &Layout, spec: &WorkspaceSpec) -> Self {
+        let config = layout.config();
+        Self {
+            n_embd: config.embd(),
+            n_head: config.n_head as usize,
+            batch: spec.batch,
+            chunk: spec.chunk_bytes,
+            spill: layout.max_unit_bytes(),
+        }
+    }
+
+    /// f32 words of each region, in carving order.
+    fn regions(&self) -> [usize; 7] {
+        let (b, d) = (self.batch, self.n_embd);
+        [
+            b * d,
+            b * d,
+            b * 4 * d,
+            b * 2 * self.n_head,
+            2 * d,
+            b * LANES,
+            (self.chunk + self.spill).div_ceil(4),
+        ]
+    }
+
+    fn words(&self) -> usize {
+        self.regions().iter().sum()
+    }
+}
+
+/// Buffers of one forward pass; shapes in the comments are (batch, …).
+pub struct Workspace<'a> {
+    dims: Dims,
+    /// (batch, n_embd) residual stream.
+    pub(crate) x: &'a mut [f32],
+    /// (batch, n_embd) layer-norm output, then attention output, then MLP output.
+    pub(crate) xn: &'a mut [f32],
+    /// (batch, 4·n_embd) q|k|v, then projections, then the MLP hidden layer.
+    pub(crate) big: &'a mut [f32],
+    /// (batch, n_head, 2) running max and sum of the attention softmax.
+    pub(crate) stats: &'a mut [f32],
+    /// (2, n_embd) one cached key row and value row.
+    pub(crate) kv_row: &'a mut [f32],
+    /// (batch) partial sums of the row being multiplied.
+    pub(crate) lanes: &'a mut [Lanes],
+    /// (chunk + largest block) weight bytes.
+    pub(crate) chunk: &'a mut [u8],
+}
+
+impl<'a> Workspace<'a> {
+    /// f32 words a workspace for this layout and spec needs.
+    pub fn words(layout: &Layout, spec: &WorkspaceSpec) -> usize {
+        Dims::of(layout, spec).words()
+    }
+
+    /// Bytes a workspace for this layout and spec needs: the forward pass's whole working
+    /// memory apart from the KV cache.
+    pub fn bytes(layout: &Layout, spec: &WorkspaceSpec) -> usize {
+        4 * Self::words(layout, spec)
+    }
+
+    /// Carves a workspace out of `mem`, which must hold [`Self::words`] words.
+    pub fn new<SE, KE>(
+        layout: &Layout,
+        spec: &WorkspaceSpec,
+        mem: &'a mut [f32],
+    ) -> Result<Self, Error<SE, KE>> {
+        let dims = Dims::of(layout, spec);
+        if spec.batch == 0 {
+            return Err(Error::BufferTooSmall { what: "workspace batch", needed: 1, given: 0 });
+        }
+        if dims.chunk < dims.spill {
+            let (needed, given) = (dims.spill, dims.chunk);
+            return Err(Error::BufferTooSmall { what: "chunk buffer", needed, given });
+        }
+        let needed = dims.words();
+        if mem.len() < needed {
+            let (needed, given) = (4 * needed, 4 * mem.len());
+            return Err(Error::BufferTooSmall { what: "workspace", needed, given });
+        }
+        let [x, xn, big, stats, kv_row, lanes, chunk] = dims.regions();
+        let (x_buf, rest) = mem.split_at_mut(x);
+        let (xn_buf, rest) = rest.split_at_mut(xn);
+        let (big_buf, rest) = rest.split_at_mut(big);
+        let (stats_buf, rest) = rest.split_at_mut(stats);
+        let (kv_buf, rest) = rest.split_at_mut(kv_row);
+        let (lanes_buf, rest) = rest.split_at_mut(lanes);
+        let chunk_words = &mut rest[..chunk];
+        let chunk_bytes = dims.chunk + dims.spill;
+        Ok(Self {
+            dims,
+            x: x_buf,
+            xn: xn_buf,
+            big: big_buf,
+            stats: stats_buf,
+            kv_row: kv_buf,
+            lanes: lanes_buf.as_chunks_mut::<LANES>().0,
+            chunk: &mut bytemuck::cast_slice_mut::<f32, u8>(chunk_words)[..chunk_bytes],
+        })
+    }
+
+    /// Positions per weight pass.
+    pub fn batch(&self) -> usize {
+        self.dims.batch
+    }
+
+    /// Bytes per storage read.
+    pub(crate) fn chunk_bytes(&self) -> usize {
+        self.dims.chunk
+    }
+
+    /// Whether this workspace was carved for `layout` (with any batch and chunk size).
+    pub(crate) fn fits(&self, layout: &Layout) -> bool {
+        let config = layout.config();
+        self.dims.n_embd == config.embd()
+            && self.dims.n_head == config.n_head as usize
+            && self.dims.spill >= layout.max_unit_bytes()
+    }
+}
