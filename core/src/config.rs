@@ -89,6 +89,8 @@ impl fmt::Display for ConfigError {
     }
 }
 
+impl core::error::Error for ConfigError {}
+
 impl ModelConfig {
     /// GPT-2 124M ("gpt2"): 12 layers, 768 wide, 12 heads, 1024 positions.
     pub const GPT2_124M: Self = Self::gpt2(12, 768, 12);
@@ -120,10 +122,10 @@ impl ModelConfig {
                 return Err(ConfigError::TooLarge { field, value, max });
             }
         }
-        if self.n_embd % self.n_head != 0 {
+        if !self.n_embd.is_multiple_of(self.n_head) {
             return Err(ConfigError::HeadsDontDivide { n_embd: self.n_embd, n_head: self.n_head });
         }
-        if self.n_embd as usize % BLOCK_ELEMS != 0 {
+        if !(self.n_embd as usize).is_multiple_of(BLOCK_ELEMS) {
             return Err(ConfigError::EmbdNotBlockAligned { n_embd: self.n_embd });
         }
         if !(self.layer_norm_epsilon.is_finite() && self.layer_norm_epsilon > 0.0) {

@@ -293,6 +293,38 @@ impl<SE, KE> From<FormatError> for Error<SE, KE> {
     }
 }
 
+impl core::error::Error for FormatError {}
+
+impl core::error::Error for QuantError {}
+
+impl<SE: fmt::Debug + fmt::Display, KE: fmt::Debug + fmt::Display> core::error::Error
+    for Error<SE, KE>
+{
+}
+
+impl<SE> Error<SE, Infallible> {
+    /// The same error typed for a call that also involves a KV cache, so `open` and
+    /// `forward` errors fit one type.
+    pub fn with_kv<KE>(self) -> Error<SE, KE> {
+        match self {
+            Self::Storage { source, offset, tensor } => Error::Storage { source, offset, tensor },
+            Self::UnexpectedEof { offset, tensor } => Error::UnexpectedEof { offset, tensor },
+            Self::Format(e) => Error::Format(e),
+            Self::BufferTooSmall { what, needed, given } => {
+                Error::BufferTooSmall { what, needed, given }
+            }
+            Self::ShapeMismatch { what } => Error::ShapeMismatch { what },
+            Self::Kv { source, .. } => match source {},
+            Self::ContextFull { needed, available, limit } => {
+                Error::ContextFull { needed, available, limit }
+            }
+            Self::TokenOutOfRange { token, vocab } => Error::TokenOutOfRange { token, vocab },
+            Self::EmptyInput => Error::EmptyInput,
+            Self::NonFinite { token } => Error::NonFinite { token },
+        }
+    }
+}
+
 struct Context(Option<TensorId>);
 
 impl fmt::Display for Context {

@@ -59,6 +59,8 @@ impl fmt::Display for KvRangeError {
     }
 }
 
+impl core::error::Error for KvRangeError {}
+
 /// A KV cache in a caller-provided byte buffer.
 pub struct RamKv<'a> {
     mem: &'a mut [u8],

@@ -217,7 +217,7 @@ fn check_quant(config: &ModelConfig, quant: &QuantScheme) -> Result<(), QuantErr
     match quant.matrices {
         MatrixFormat::Int8 { block } => {
             let fits = block == 0
-                || (block as usize % BLOCK_ELEMS == 0 && config.n_embd % block == 0);
+                || ((block as usize).is_multiple_of(BLOCK_ELEMS) && config.n_embd.is_multiple_of(block));
             if !fits {
                 return Err(QuantError::BlockSize { block, n_embd: config.n_embd });
             }

@@ -1,0 +1,362 @@
+//! `pack`: quantize a checkpoint and write one self-describing file in core's format.
+//!
+//! The file is written under a temporary name next to the output and renamed only when it is
+//! complete, so a failed pack leaves nothing behind.
+
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use picogpt_core::format::{
+    ALIGNMENT, FORMAT_VERSION, Header, MAX_OUTLIERS, ManifestHead, TensorEntry,
+};
+use picogpt_core::kernels::{decode_f16, decode_f32, decode_int8};
+use picogpt_core::layout::Layout;
+use picogpt_core::quant::{encode_f16, encode_f32, encode_int8};
+use picogpt_core::{MatrixFormat, QuantScheme, TensorId, TensorKind};
+
+use crate::reference;
+use crate::weights::{Gpt2Weights, LayerWeights};
+
+/// Positions of the calibration run that finds the LM head's outlier channels.
+const CALIBRATION_TOKENS: usize = 32;
+/// A channel is an outlier when its largest |ln_f output| exceeds this multiple of the median
+/// channel's.
+const OUTLIER_RATIO: f32 = 8.0;
+
+/// What to pack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackOptions {
+    /// Format of the weight matrices.
+    pub matrices: MatrixFormat,
+    /// Whether int8 packs keep the LM head's outlier input channels in f16.
+    pub lm_head_outliers: bool,
+}
+
+/// Why a pack failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PackError {
+    /// The quantization scheme does not fit the model.
+    #[error("cannot pack with {scheme}: {source}")]
+    Scheme {
+        /// The scheme asked for.
+        scheme: MatrixFormat,
+        /// Why it does not fit.
+        source: picogpt_core::FormatError,
+    },
+    /// The calibration run failed.
+    #[error("calibration run for LM-head outliers failed: {0}")]
+    Calibration(#[from] reference::ReferenceError),
+    /// Writing the output failed.
+    #[error("writing {path}: {source}")]
+    Io {
+        /// Output path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// postcard could not encode the manifest.
+    #[error("encoding the manifest: {0}")]
+    Manifest(#[from] postcard::Error),
+}
+
+/// Sizes and quantization errors of one group of tensors.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KindSummary {
+    /// Group name (`attn.c_attn`, `wte (embedding + LM head)`, …).
+    pub name: &'static str,
+    /// Bytes in the pack.
+    pub bytes: u64,
+    /// Bytes the same tensors take as f32.
+    pub f32_bytes: u64,
+    /// Largest |stored − original| of any element.
+    pub max_abs_error: f32,
+    /// sqrt(Σ error²) / sqrt(Σ original²).
+    pub rel_rms_error: f64,
+    sq_err: f64,
+    sq_ref: f64,
+}
+
+/// What a pack wrote.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PackSummary {
+    /// The scheme written.
+    pub quant: QuantScheme,
+    /// Per group of tensors, in file order of first appearance.
+    pub kinds: Vec<KindSummary>,
+    /// File length.
+    pub file_bytes: u64,
+}
+
+impl PackSummary {
+    /// Bytes the whole model takes as f32.
+    pub fn f32_bytes(&self) -> u64 {
+        self.kinds.iter().map(|k| k.f32_bytes).sum()
+    }
+}
+
+/// Packs `weights` into `out`; `progress(done, total, tensor)` is called after each tensor.
+pub fn pack(
+    weights: &Gpt2Weights,
+    opts: &PackOptions,
+    out: &Path,
+    mut progress: impl FnMut(u64, u64, TensorId),
+) -> Result<PackSummary, PackError> {
+    let mut quant = QuantScheme { matrices: opts.matrices, lm_head_outliers: heapless::Vec::new() };
+    if matches!(opts.matrices, MatrixFormat::Int8 { .. }) && opts.lm_head_outliers {
+        quant.lm_head_outliers = lm_head_outliers(weights)?;
+    }
+    let mut head = ManifestHead {
+        config: weights.config,
+        quant: quant.clone(),
+        alignment: ALIGNMENT,
+        file_len: 0,
+        tensor_count: 0,
+    };
+    let layout = stable_layout(&mut head).map_err(|source| PackError::Scheme {
+        scheme: opts.matrices,
+        source,
+    })?;
+    let io = |source| PackError::Io { path: out.display().to_string(), source };
+    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = tempfile::Builder::new()
+        .prefix(".pack-")
+        .suffix(".partial")
+        .tempfile_in(dir)
+        .map_err(io)?;
+    let mut file = BufWriter::with_capacity(1 << 20, tmp.reopen().map_err(io)?);
+    file.seek(SeekFrom::Start(layout.data_start())).map_err(io)?;
+
+    let total = layout.file_len() - layout.data_start();
+    let mut entries = Vec::new();
+    let mut kinds: Vec<KindSummary> = Vec::new();
+    let mut pos = layout.data_start();
+    for index in 0..layout.tensor_count() {
+        let id = layout.id_at(index);
+        let mut entry = layout.expected_entry(id);
+        pad_to(&mut file, &mut pos, entry.offset).map_err(io)?;
+        let original = rows_of(weights, id);
+        let bytes = encode(&layout, id, &original);
+        debug_assert_eq!(bytes.len() as u64, entry.len);
+        entry.crc32 = crc32fast::hash(&bytes);
+        file.write_all(&bytes).map_err(io)?;
+        pos += bytes.len() as u64;
+        record(&mut kinds, &layout, id, &original, &bytes);
+        entries.push(entry);
+        progress(pos - layout.data_start(), total, id);
+    }
+
+    let manifest = encode_manifest(&head, &entries)?;
+    let header = Header {
+        version: FORMAT_VERSION,
+        manifest_len: manifest.len() as u32,
+        manifest_crc: crc32fast::hash(&manifest),
+    };
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    file.write_all(&header.to_bytes()).map_err(io)?;
+    file.write_all(&manifest).map_err(io)?;
+    let file = file.into_inner().map_err(|e| io(e.into_error()))?;
+    file.sync_all().map_err(io)?;
+    drop(file);
+    tmp.persist(out).map_err(|e| io(e.error))?;
+    for k in &mut kinds {
+        k.rel_rms_error = (k.sq_err / k.sq_ref.max(f64::MIN_POSITIVE)).sqrt();
+    }
+    Ok(PackSummary { quant, kinds, file_bytes: layout.file_len() })
+}
+
+/// Encodes the head until its own `file_len` and count no longer change its length.
+fn stable_layout(head: &mut ManifestHead) -> Result<Layout, picogpt_core::FormatError> {
+    let mut head_len = 0u64;
+    loop {
+        let layout = Layout::new(head.config, head.quant.clone(), head_len)?;
+        head.tensor_count = layout.tensor_count() as u32;
+        head.file_len = layout.file_len();
+        let len = postcard::to_allocvec(head).map(|v| v.len() as u64).unwrap_or(0);
+        if len == head_len {
+            return Ok(layout);
+        }
+        head_len = len;
+    }
+}
+
+fn encode_manifest(head: &ManifestHead, entries: &[TensorEntry]) -> Result<Vec<u8>, postcard::Error> {
+    let mut out = postcard::to_allocvec(head)?;
+    for entry in entries {
+        out.extend_from_slice(&postcard::to_allocvec(entry)?);
+    }
+    Ok(out)
+}
+
+fn pad_to(file: &mut impl Write, pos: &mut u64, target: u64) -> std::io::Result<()> {
+    let zeros = [0u8; ALIGNMENT as usize];
+    while *pos < target {
+        let n = (target - *pos).min(zeros.len() as u64) as usize;
+        file.write_all(&zeros[..n])?;
+        *pos += n as u64;
+    }
+    Ok(())
+}
+
+/// A tensor as `[rows, cols]` rows in the order the forward pass reads them: Conv1D weights
+/// (stored `[in, out]`) transposed so each output's inputs are contiguous.
+fn rows_of(weights: &Gpt2Weights, id: TensorId) -> Vec<f32> {
+    let d = weights.config.embd();
+    let layer = || &weights.layers[usize::from(id.layer)];
+    let t = |w: &[f32], n_in: usize, n_out: usize| transpose(w, n_in, n_out);
+    match id.kind {
+        TensorKind::Wpe => weights.wpe.clone(),
+        TensorKind::Wte => weights.wte.clone(),
+        TensorKind::LnFWeight => weights.ln_f_weight.clone(),
+        TensorKind::LnFBias => weights.ln_f_bias.clone(),
+        TensorKind::CAttnWeight => t(&layer().c_attn_weight, d, 3 * d),
+        TensorKind::AttnCProjWeight => t(&layer().attn_c_proj_weight, d, d),
+        TensorKind::CFcWeight => t(&layer().c_fc_weight, d, 4 * d),
+        TensorKind::MlpCProjWeight => t(&layer().mlp_c_proj_weight, 4 * d, d),
+        kind => layer_vector(layer(), kind).to_vec(),
+    }
+}
+
+fn layer_vector(layer: &LayerWeights, kind: TensorKind) -> &[f32] {
+    match kind {
+        TensorKind::Ln1Weight => &layer.ln_1_weight,
+        TensorKind::Ln1Bias => &layer.ln_1_bias,
+        TensorKind::CAttnBias => &layer.c_attn_bias,
+        TensorKind::AttnCProjBias => &layer.attn_c_proj_bias,
+        TensorKind::Ln2Weight => &layer.ln_2_weight,
+        TensorKind::Ln2Bias => &layer.ln_2_bias,
+        TensorKind::CFcBias => &layer.c_fc_bias,
+        _ => &layer.mlp_c_proj_bias,
+    }
+}
+
+/// `[n_in, n_out]` → `[n_out, n_in]`.
+fn transpose(w: &[f32], n_in: usize, n_out: usize) -> Vec<f32> {
+    let mut out = vec![0.0; w.len()];
+    for (i, row) in w.chunks_exact(n_out).enumerate() {
+        for (o, &v) in row.iter().enumerate() {
+            out[o * n_in + i] = v;
+        }
+    }
+    out
+}
+
+/// Encodes `[rows, cols]` values in the tensor's storage format.
+fn encode(layout: &Layout, id: TensorId, rows: &[f32]) -> Vec<u8> {
+    let format = layout.format(id.kind);
+    let cols = layout.shape(id.kind).1;
+    let outliers = side_channels(layout, id);
+    let row_bytes = format.row_bytes(cols);
+    let mut out = vec![0u8; rows.len() / cols * row_bytes];
+    let mut scratch = vec![0.0f32; cols];
+    for (row, dst) in rows.chunks_exact(cols).zip(out.chunks_exact_mut(row_bytes)) {
+        match format.dtype {
+            picogpt_core::format::DType::F32 => encode_f32(row, dst),
+            picogpt_core::format::DType::F16 => encode_f16(row, dst),
+            picogpt_core::format::DType::Int8 => {
+                scratch.copy_from_slice(row);
+                for &c in outliers.iter() {
+                    scratch[usize::from(c)] = 0.0;
+                }
+                let (blocks, extras) = dst.split_at_mut(row_bytes - 2 * outliers.len());
+                encode_int8(&scratch, format.block as usize, blocks);
+                let kept: Vec<f32> = outliers.iter().map(|&c| row[usize::from(c)]).collect();
+                encode_f16(&kept, extras);
+            }
+        }
+    }
+    out
+}
+
+/// The channels a tensor stores in f16 beside its int8 blocks (only `wte` has any).
+fn side_channels(layout: &Layout, id: TensorId) -> &[u16] {
+    if layout.format(id.kind).extras > 0 { &layout.quant().lm_head_outliers } else { &[] }
+}
+
+/// Decodes what [`encode`] wrote, for the error report.
+fn decode(layout: &Layout, id: TensorId, bytes: &[u8]) -> Vec<f32> {
+    let format = layout.format(id.kind);
+    let cols = layout.shape(id.kind).1;
+    let outliers = side_channels(layout, id);
+    let row_bytes = format.row_bytes(cols);
+    let mut out = vec![0.0f32; bytes.len() / row_bytes * cols];
+    for (src, row) in bytes.chunks_exact(row_bytes).zip(out.chunks_exact_mut(cols)) {
+        match format.dtype {
+            picogpt_core::format::DType::F32 => decode_f32(src, row),
+            picogpt_core::format::DType::F16 => decode_f16(src, row),
+            picogpt_core::format::DType::Int8 => {
+                let (blocks, extras) = src.split_at(row_bytes - 2 * outliers.len());
+                decode_int8(blocks, format.block as usize, row);
+                let mut kept = vec![0.0; outliers.len()];
+                decode_f16(extras, &mut kept);
+                for (&c, v) in outliers.iter().zip(kept) {
+                    row[usize::from(c)] = v;
+                }
+            }
+        }
+    }
+    out
+}
+
+fn group_name(kind: TensorKind) -> &'static str {
+    match kind {
+        TensorKind::Wte => "wte (embedding + LM head)",
+        TensorKind::Wpe => "wpe",
+        TensorKind::CAttnWeight => "attn.c_attn",
+        TensorKind::AttnCProjWeight => "attn.c_proj",
+        TensorKind::CFcWeight => "mlp.c_fc",
+        TensorKind::MlpCProjWeight => "mlp.c_proj",
+        _ => "layer norms and biases",
+    }
+}
+
+fn record(kinds: &mut Vec<KindSummary>, layout: &Layout, id: TensorId, original: &[f32], bytes: &[u8]) {
+    let name = group_name(id.kind);
+    let at = match kinds.iter().position(|k| k.name == name) {
+        Some(at) => at,
+        None => {
+            kinds.push(KindSummary { name, ..KindSummary::default() });
+            kinds.len() - 1
+        }
+    };
+    let k = &mut kinds[at];
+    k.bytes += bytes.len() as u64;
+    k.f32_bytes += 4 * original.len() as u64;
+    for (a, b) in original.iter().zip(decode(layout, id, bytes)) {
+        let e = (a - b).abs();
+        k.max_abs_error = k.max_abs_error.max(e);
+        k.sq_err += f64::from(e) * f64::from(e);
+        k.sq_ref += f64::from(*a) * f64::from(*a);
+    }
+}
+
+/// Input channels of the LM head whose final-layer-norm output dwarfs the rest.
+///
+/// Runs the float model over a fixed spread of tokens, takes each channel's largest
+/// |ln_f output|, and keeps (at most [`MAX_OUTLIERS`], largest first) those above
+/// [`OUTLIER_RATIO`] × the median channel. Their `wte` columns are then stored in f16 beside
+/// the int8 blocks, because an int8 step sized for the row, multiplied by such a channel,
+/// would swamp the logit differences that decide greedy picks.
+pub fn lm_head_outliers(
+    weights: &Gpt2Weights,
+) -> Result<heapless::Vec<u16, MAX_OUTLIERS>, reference::ReferenceError> {
+    let cfg = &weights.config;
+    let d = cfg.embd();
+    let n = CALIBRATION_TOKENS.min(cfg.n_ctx as usize);
+    let tokens: Vec<u32> = (0..n as u32).map(|i| (i * 7919 + 13) % cfg.vocab_size).collect();
+    let residual = reference::Session::new(weights)?.residual(&tokens)?;
+    let mut peak = vec![0.0f32; d];
+    for x in residual.chunks_exact(d) {
+        let h = reference::layer_norm(x, &weights.ln_f_weight, &weights.ln_f_bias, cfg.layer_norm_epsilon);
+        for (p, v) in peak.iter_mut().zip(h) {
+            *p = p.max(v.abs());
+        }
+    }
+    let mut sorted = peak.clone();
+    sorted.sort_by(f32::total_cmp);
+    let median = sorted[d / 2];
+    let mut channels: Vec<usize> = (0..d).filter(|&c| peak[c] > OUTLIER_RATIO * median).collect();
+    channels.sort_by(|&a, &b| peak[b].total_cmp(&peak[a]));
+    channels.truncate(MAX_OUTLIERS);
+    channels.sort_unstable();
+    Ok(channels.into_iter().map(|c| c as u16).collect())
+}

@@ -1,0 +1,104 @@
+//! The JSON document `reference` and `run` both write, so their outputs compare field by field.
+
+use std::path::Path;
+
+use picogpt_core::ModelConfig;
+use serde::{Deserialize, Serialize};
+
+/// One candidate next token.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopEntry {
+    /// Token id.
+    pub id: u32,
+    /// Raw logit.
+    pub logit: f32,
+    /// Softmax probability.
+    pub prob: f64,
+}
+
+/// One generated token and the three best candidates it was chosen from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepReport {
+    /// The token chosen.
+    pub token: u32,
+    /// Best three candidates, best first.
+    pub top: Vec<TopEntry>,
+}
+
+/// The model fields of the report (`config.json`'s names).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelReport {
+    /// Blocks.
+    pub n_layer: u32,
+    /// Residual width.
+    pub n_embd: u32,
+    /// Heads.
+    pub n_head: u32,
+    /// Context length.
+    pub n_ctx: u32,
+    /// Vocabulary size.
+    pub vocab_size: u32,
+    /// Layer-norm epsilon.
+    pub layer_norm_epsilon: f32,
+}
+
+impl From<&ModelConfig> for ModelReport {
+    fn from(c: &ModelConfig) -> Self {
+        Self {
+            n_layer: c.n_layer,
+            n_embd: c.n_embd,
+            n_head: c.n_head,
+            n_ctx: c.n_ctx,
+            vocab_size: c.vocab_size,
+            layer_norm_epsilon: c.layer_norm_epsilon,
+        }
+    }
+}
+
+/// A whole greedy run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// Model shape.
+    pub model: ModelReport,
+    /// `f32`, `f16`, `int8` (the pack's matrix format; the reference is `f32`).
+    pub quant: String,
+    /// Prompt token ids.
+    pub prompt: Vec<u32>,
+    /// One entry per generated token.
+    pub steps: Vec<StepReport>,
+    /// Every logit of the first step (reference only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_logits: Option<Vec<f32>>,
+    /// Every byte read from storage during the whole run.
+    pub bytes_read: u64,
+    /// Working memory of the forward pass, KV cache excluded.
+    pub working_bytes: u64,
+    /// Time for the prompt's pass (which also yields the first token).
+    pub prefill_ms: f64,
+    /// Mean time per generated token after the first.
+    pub ms_per_token: f64,
+}
+
+impl RunReport {
+    /// The generated tokens.
+    pub fn tokens(&self) -> Vec<u32> {
+        self.steps.iter().map(|s| s.token).collect()
+    }
+
+    /// Writes the report as pretty JSON.
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(path, text + "\n")
+    }
+
+    /// Reads a report written by [`Self::write`].
+    pub fn read(path: &Path) -> std::io::Result<Self> {
+        let text = std::fs::read_to_string(path)?;
+        serde_json::from_str(&text).map_err(std::io::Error::other)
+    }
+}
+
+/// The verbose line picoGPT prints per candidate: `#1. 10598: -90.74231 ->  2.40%`.
+pub fn candidate_line(rank: usize, entry: &TopEntry) -> String {
+    format!("#{rank}. {}: {:.5} -> {:5.2}%", entry.id, entry.logit, entry.prob * 100.0)
+}
