@@ -55,7 +55,8 @@ impl Header {
 
     /// Splits the raw header into its fields; the caller checks magic and version.
     pub fn parse(bytes: &[u8; HEADER_BYTES]) -> ([u8; 4], Self) {
-        let word = |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
+        let word =
+            |i: usize| u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
         let magic = [bytes[0], bytes[1], bytes[2], bytes[3]];
         (magic, Self { version: word(4), manifest_len: word(8), manifest_crc: word(12) })
     }
@@ -348,7 +349,8 @@ mod tests {
 
     #[test]
     fn header_round_trips() {
-        let header = Header { version: FORMAT_VERSION, manifest_len: 1234, manifest_crc: 0xdead_beef };
+        let header =
+            Header { version: FORMAT_VERSION, manifest_len: 1234, manifest_crc: 0xdead_beef };
         let (magic, parsed) = Header::parse(&header.to_bytes());
         assert_eq!(magic, MAGIC);
         assert_eq!(parsed, header);

@@ -7,8 +7,8 @@ use crate::config::ModelConfig;
 use crate::error::Error;
 use crate::format::{DType, TensorFormat, TensorId, TensorKind};
 use crate::kernels::{
-    LANES, Lanes, decode_f16, decode_f32, decode_int8, dot, dot_f16, dot_f32, dot_int8,
-    f16_to_f32, reduce, sum,
+    LANES, Lanes, decode_f16, decode_f32, decode_int8, dot, dot_f16, dot_f32, dot_int8, f16_to_f32,
+    reduce, sum,
 };
 use crate::kv::KvCache;
 use crate::layout::Layout;
@@ -101,8 +101,11 @@ impl<S: Storage> Model<S> {
             for i in 0..n {
                 let qkv = &big[i * 4 * d..i * 4 * d + 3 * d];
                 let pos = pos0 + i;
-                kv.store(l, pos, &qkv[d..2 * d], &qkv[2 * d..])
-                    .map_err(|source| Error::Kv { source, layer: l, pos })?;
+                kv.store(l, pos, &qkv[d..2 * d], &qkv[2 * d..]).map_err(|source| Error::Kv {
+                    source,
+                    layer: l,
+                    pos,
+                })?;
             }
             // [n, 3*n_embd] -> [n, n_embd]: causal multi-head attention over the cache
             attention(&cfg, kv, l, pos0, big, xn, stats, kv_row)?;
@@ -170,7 +173,15 @@ impl<S: Storage> Weights<'_, S> {
     fn tensor<KE>(&mut self, id: TensorId) -> Result<TensorStream<'_, S>, Error<S::Error, KE>> {
         let crc = if self.verify { Some(self.table_crc(id)?) } else { None };
         let (offset, len) = (self.layout.offset(id), self.layout.expected_entry(id).len);
-        Ok(TensorStream::new(&mut *self.src, &mut *self.chunk, self.chunk_bytes, id, offset, len, crc))
+        Ok(TensorStream::new(
+            &mut *self.src,
+            &mut *self.chunk,
+            self.chunk_bytes,
+            id,
+            offset,
+            len,
+            crc,
+        ))
     }
 
     fn table_crc<KE>(&mut self, id: TensorId) -> Result<u32, Error<S::Error, KE>> {
@@ -234,7 +245,6 @@ impl<S: Storage> Weights<'_, S> {
         }
         stream.finish()
     }
-
 }
 
 impl<S: Storage> Ctx<'_, S> {
@@ -305,7 +315,12 @@ impl<S: Storage> Ctx<'_, S> {
                 let run = stream.take(unit, (cols - col) / unit_elems)?;
                 let k = run.len() / unit * unit_elems;
                 for (i, acc) in lanes.iter_mut().enumerate() {
-                    dot_run(&format, run, &input[i * in_stride + col..i * in_stride + col + k], acc);
+                    dot_run(
+                        &format,
+                        run,
+                        &input[i * in_stride + col..i * in_stride + col + k],
+                        acc,
+                    );
                 }
                 col += k;
             }
@@ -322,7 +337,11 @@ impl<S: Storage> Ctx<'_, S> {
     }
 
     /// Streams the tied LM head: logit of token t = wte[t] · h, fed to `sink` in id order.
-    fn logits<L: LogitSink, KE>(&mut self, h: &[f32], sink: &mut L) -> Result<(), Error<S::Error, KE>> {
+    fn logits<L: LogitSink, KE>(
+        &mut self,
+        h: &[f32],
+        sink: &mut L,
+    ) -> Result<(), Error<S::Error, KE>> {
         let id = TensorId::global(TensorKind::Wte);
         let layout = self.weights.layout;
         let (rows, cols) = layout.shape(TensorKind::Wte);

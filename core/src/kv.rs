@@ -21,8 +21,13 @@ pub trait KvCache {
     fn store(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) -> Result<(), Self::Error>;
 
     /// Loads the key and value rows of `layer` at `pos` into `k` and `v`.
-    fn load(&mut self, layer: usize, pos: usize, k: &mut [f32], v: &mut [f32])
-    -> Result<(), Self::Error>;
+    fn load(
+        &mut self,
+        layer: usize,
+        pos: usize,
+        k: &mut [f32],
+        v: &mut [f32],
+    ) -> Result<(), Self::Error>;
 }
 
 /// Element format of a [`RamKv`].
@@ -148,8 +153,10 @@ fn read_row(format: KvFormat, n_head: usize, bytes: &[u8], row: &mut [f32]) {
         KvFormat::Int8 => {
             let (scale_bytes, q_bytes) = bytes.split_at(4 * n_head);
             let head = row.len() / n_head;
-            for ((part, sb), qb) in
-                row.chunks_exact_mut(head).zip(scale_bytes.chunks_exact(4)).zip(q_bytes.chunks_exact(head))
+            for ((part, sb), qb) in row
+                .chunks_exact_mut(head)
+                .zip(scale_bytes.chunks_exact(4))
+                .zip(q_bytes.chunks_exact(head))
             {
                 let s = f32::from_le_bytes([sb[0], sb[1], sb[2], sb[3]]);
                 for (o, &q) in part.iter_mut().zip(qb) {
@@ -167,7 +174,13 @@ impl KvCache for RamKv<'_> {
         self.positions
     }
 
-    fn store(&mut self, layer: usize, pos: usize, k: &[f32], v: &[f32]) -> Result<(), KvRangeError> {
+    fn store(
+        &mut self,
+        layer: usize,
+        pos: usize,
+        k: &[f32],
+        v: &[f32],
+    ) -> Result<(), KvRangeError> {
         let (format, n_head) = (self.format, self.n_head);
         if v.len() != k.len() {
             return Err(KvRangeError { layer, pos, row: v.len() });
@@ -203,7 +216,14 @@ mod tests {
     use super::*;
 
     fn tiny() -> ModelConfig {
-        ModelConfig { n_layer: 2, n_embd: 64, n_head: 4, n_ctx: 16, vocab_size: 100, layer_norm_epsilon: 1e-5 }
+        ModelConfig {
+            n_layer: 2,
+            n_embd: 64,
+            n_head: 4,
+            n_ctx: 16,
+            vocab_size: 100,
+            layer_norm_epsilon: 1e-5,
+        }
     }
 
     #[test]

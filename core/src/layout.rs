@@ -30,7 +30,11 @@ pub struct Layout {
 
 impl Layout {
     /// Lays out a model whose manifest head encodes to `head_len` bytes.
-    pub fn new(config: ModelConfig, quant: QuantScheme, head_len: u64) -> Result<Self, FormatError> {
+    pub fn new(
+        config: ModelConfig,
+        quant: QuantScheme,
+        head_len: u64,
+    ) -> Result<Self, FormatError> {
         config.validate().map_err(FormatError::Config)?;
         check_quant(&config, &quant).map_err(FormatError::Quant)?;
         let mut layout = Self { config, quant, manifest_len: 0, data_start: 0, layer_stride: 0 };
@@ -217,7 +221,8 @@ fn check_quant(config: &ModelConfig, quant: &QuantScheme) -> Result<(), QuantErr
     match quant.matrices {
         MatrixFormat::Int8 { block } => {
             let fits = block == 0
-                || ((block as usize).is_multiple_of(BLOCK_ELEMS) && config.n_embd.is_multiple_of(block));
+                || ((block as usize).is_multiple_of(BLOCK_ELEMS)
+                    && config.n_embd.is_multiple_of(block));
             if !fits {
                 return Err(QuantError::BlockSize { block, n_embd: config.n_embd });
             }
@@ -248,8 +253,9 @@ mod tests {
 
     #[test]
     fn tensors_are_aligned_and_in_forward_order() {
-        let layout = Layout::new(ModelConfig::GPT2_124M, scheme(MatrixFormat::Int8 { block: 32 }), 40)
-            .unwrap();
+        let layout =
+            Layout::new(ModelConfig::GPT2_124M, scheme(MatrixFormat::Int8 { block: 32 }), 40)
+                .unwrap();
         let mut end = layout.data_start();
         for i in 0..layout.tensor_count() {
             let e = layout.expected_entry(layout.id_at(i));
@@ -263,12 +269,14 @@ mod tests {
 
     #[test]
     fn int8_rows_carry_one_scale_per_block() {
-        let layout = Layout::new(ModelConfig::GPT2_124M, scheme(MatrixFormat::Int8 { block: 32 }), 40)
-            .unwrap();
+        let layout =
+            Layout::new(ModelConfig::GPT2_124M, scheme(MatrixFormat::Int8 { block: 32 }), 40)
+                .unwrap();
         // c_fc: 3072 rows of 768 inputs = 24 blocks of 34 bytes.
         assert_eq!(layout.row_bytes(TensorKind::CFcWeight), 24 * 34);
-        let per_row = Layout::new(ModelConfig::GPT2_124M, scheme(MatrixFormat::Int8 { block: 0 }), 40)
-            .unwrap();
+        let per_row =
+            Layout::new(ModelConfig::GPT2_124M, scheme(MatrixFormat::Int8 { block: 0 }), 40)
+                .unwrap();
         assert_eq!(per_row.row_bytes(TensorKind::MlpCProjWeight), 3072 + 2);
     }
 

@@ -27,10 +27,14 @@ impl<S: Storage> Model<S> {
     /// Reads and checks the header, manifest and every table entry; reads no weights.
     pub fn open(storage: S) -> Result<Self, Error<S::Error>> {
         let mut src = Source { storage, bytes_read: 0 };
-        let size = src
-            .storage
-            .size()
-            .map_err(|source| Error::Storage { source, offset: 0, tensor: None })?;
+        let size = src.storage.size().map_err(|source| Error::Storage {
+            source,
+            offset: 0,
+            tensor: None,
+        })?;
+        if size < HEADER_BYTES as u64 {
+            return Err(FormatError::Truncated { needed: HEADER_BYTES as u64, found: size }.into());
+        }
         let mut raw = [0u8; HEADER_BYTES];
         src.read_exact(0, &mut raw, None)?;
         let (magic, header) = Header::parse(&raw);
@@ -99,8 +103,16 @@ impl<S: Storage> Model<S> {
             let crc = table_crc(&mut self.src, &self.layout, id)?;
             let entry = self.layout.expected_entry(id);
             let chunk = ws.chunk_bytes();
-            TensorStream::new(&mut self.src, ws.chunk, chunk, id, entry.offset, entry.len, Some(crc))
-                .finish()?;
+            TensorStream::new(
+                &mut self.src,
+                ws.chunk,
+                chunk,
+                id,
+                entry.offset,
+                entry.len,
+                Some(crc),
+            )
+            .finish()?;
         }
         Ok(())
     }

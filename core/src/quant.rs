@@ -50,7 +50,8 @@ pub fn encode_int8(x: &[f32], block: usize, out: &mut [u8]) {
 /// Quantizes `x` to int8 with one f32 scale per `group` elements (the KV cache's per-head
 /// scales), writing the scales to `scales` and the values to `q`.
 pub fn encode_int8_groups(x: &[f32], group: usize, scales: &mut [f32], q: &mut [i8]) {
-    for ((xg, s), qg) in x.chunks_exact(group).zip(scales.iter_mut()).zip(q.chunks_exact_mut(group)) {
+    for ((xg, s), qg) in x.chunks_exact(group).zip(scales.iter_mut()).zip(q.chunks_exact_mut(group))
+    {
         let amax = xg.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         *s = amax / 127.0;
         for (o, &v) in qg.iter_mut().zip(xg) {

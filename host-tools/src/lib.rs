@@ -1,1 +1,10 @@
 //! Desktop tools around `picogpt-core`: checkpoint reading, synthesis, packing, reference.
+
+pub mod checkpoint;
+pub mod file_storage;
+pub mod pack;
+pub mod reference;
+pub mod report;
+pub mod run;
+pub mod synth;
+pub mod weights;

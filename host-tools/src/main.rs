@@ -180,7 +180,8 @@ fn synth_cmd(args: SynthArgs) -> Result<()> {
         attn_bias_buffers: !args.no_masks,
         lm_head: args.lm_head,
     };
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     checkpoint::write(&args.out, &weights, &opts)?;
     println!(
         "wrote synthetic GPT-2 ({} layers, n_embd {}, {} heads, n_ctx {}, vocab {}, seed {}) to {} in {:.1} s",
@@ -204,9 +205,8 @@ fn pack_cmd(args: PackArgs) -> Result<()> {
         QuantArg::Int8 => MatrixFormat::Int8 { block: args.block },
     };
     let opts = PackOptions { matrices, lm_head_outliers: !args.no_outliers };
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {wide_msg}")?,
-    );
+    let bar = ProgressBar::new(0)
+        .with_style(ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {wide_msg}")?);
     let summary = pack(&weights, &opts, &args.out, |done, total, tensor| {
         bar.set_length(total);
         bar.set_position(done);
@@ -222,7 +222,10 @@ fn print_summary(out: &Path, s: &PackSummary) {
     if !s.quant.lm_head_outliers.is_empty() {
         println!("LM-head outlier channels kept in f16: {:?}", s.quant.lm_head_outliers.as_slice());
     }
-    println!("{:<28} {:>14} {:>8} {:>12} {:>10}", "tensors", "bytes", "vs f32", "max |err|", "rel RMS");
+    println!(
+        "{:<28} {:>14} {:>8} {:>12} {:>10}",
+        "tensors", "bytes", "vs f32", "max |err|", "rel RMS"
+    );
     for k in &s.kinds {
         println!(
             "{:<28} {:>14} {:>7.1}% {:>12.3e} {:>10.2e}",
@@ -251,7 +254,11 @@ fn reference_cmd(args: ReferenceArgs) -> Result<()> {
         .iter()
         .map(|s| StepReport {
             token: s.token,
-            top: s.top3.iter().map(|c| TopEntry { id: c.token, logit: c.logit, prob: c.prob }).collect(),
+            top: s
+                .top3
+                .iter()
+                .map(|c| TopEntry { id: c.token, logit: c.logit, prob: c.prob })
+                .collect(),
         })
         .collect();
     for (i, step) in steps.iter().enumerate() {

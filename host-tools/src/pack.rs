@@ -112,10 +112,8 @@ pub fn pack(
         file_len: 0,
         tensor_count: 0,
     };
-    let layout = stable_layout(&mut head).map_err(|source| PackError::Scheme {
-        scheme: opts.matrices,
-        source,
-    })?;
+    let layout = stable_layout(&mut head)
+        .map_err(|source| PackError::Scheme { scheme: opts.matrices, source })?;
     let io = |source| PackError::Io { path: out.display().to_string(), source };
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let tmp = tempfile::Builder::new()
@@ -179,7 +177,10 @@ fn stable_layout(head: &mut ManifestHead) -> Result<Layout, picogpt_core::Format
     }
 }
 
-fn encode_manifest(head: &ManifestHead, entries: &[TensorEntry]) -> Result<Vec<u8>, postcard::Error> {
+fn encode_manifest(
+    head: &ManifestHead,
+    entries: &[TensorEntry],
+) -> Result<Vec<u8>, postcard::Error> {
     let mut out = postcard::to_allocvec(head)?;
     for entry in entries {
         out.extend_from_slice(&postcard::to_allocvec(entry)?);
@@ -309,7 +310,13 @@ fn group_name(kind: TensorKind) -> &'static str {
     }
 }
 
-fn record(kinds: &mut Vec<KindSummary>, layout: &Layout, id: TensorId, original: &[f32], bytes: &[u8]) {
+fn record(
+    kinds: &mut Vec<KindSummary>,
+    layout: &Layout,
+    id: TensorId,
+    original: &[f32],
+    bytes: &[u8],
+) {
     let name = group_name(id.kind);
     let at = match kinds.iter().position(|k| k.name == name) {
         Some(at) => at,
@@ -346,7 +353,12 @@ pub fn lm_head_outliers(
     let residual = reference::Session::new(weights)?.residual(&tokens)?;
     let mut peak = vec![0.0f32; d];
     for x in residual.chunks_exact(d) {
-        let h = reference::layer_norm(x, &weights.ln_f_weight, &weights.ln_f_bias, cfg.layer_norm_epsilon);
+        let h = reference::layer_norm(
+            x,
+            &weights.ln_f_weight,
+            &weights.ln_f_bias,
+            cfg.layer_norm_epsilon,
+        );
         for (p, v) in peak.iter_mut().zip(h) {
             *p = p.max(v.abs());
         }

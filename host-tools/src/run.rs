@@ -84,7 +84,8 @@ pub fn run(
     if opts.prompt.is_empty() || opts.n == 0 {
         return Err(RunError::Empty);
     }
-    let storage = FileStorage::open(path).map_err(|source| RunError::Open { path: name.clone(), source })?;
+    let storage =
+        FileStorage::open(path).map_err(|source| RunError::Open { path: name.clone(), source })?;
     let mut model = Model::open(storage).map_err(|e| core(e.with_kv()))?;
     let cfg = *model.config();
     // The last generated token is printed, not fed back.
@@ -93,7 +94,10 @@ pub fn run(
         let (prompt, n, n_ctx) = (opts.prompt.len(), opts.n, cfg.n_ctx as usize);
         return Err(RunError::TooLong { prompt, n, needed, n_ctx });
     }
-    let spec = WorkspaceSpec { batch: opts.batch.clamp(1, opts.prompt.len()), chunk_bytes: opts.chunk_bytes };
+    let spec = WorkspaceSpec {
+        batch: opts.batch.clamp(1, opts.prompt.len()),
+        chunk_bytes: opts.chunk_bytes,
+    };
     let working_bytes = model.workspace_bytes(&spec) as u64;
     let mut ws_mem = vec![0.0f32; working_bytes as usize / 4];
     let mut ws = model.workspace(&spec, &mut ws_mem).map_err(|e| core(e.with_kv()))?;
