@@ -496,6 +496,7 @@ pub fn write(
 
     for (from, name) in [(model_tmp, MODEL_FILE), (config_tmp, CONFIG_FILE)] {
         let to = dir.join(name);
+        crate::output::make_readable(&from).map_err(|source| io_error(&from, source))?;
         fs::rename(&from, &to).map_err(|source| io_error(&to, source))?;
     }
     staging.close().map_err(|source| io_error(dir, source))

@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod file_storage;
+pub mod output;
 pub mod pack;
 pub mod reference;
 pub mod report;

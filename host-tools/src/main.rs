@@ -6,12 +6,13 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use host_tools::checkpoint::{self, Dtype, WriteOptions};
+use host_tools::file_storage::FileStorage;
 use host_tools::pack::{PackOptions, PackSummary, pack};
 use host_tools::report::{ModelReport, RunReport, StepReport, TopEntry, candidate_line};
 use host_tools::run::{RunOptions, run};
 use host_tools::{reference, synth};
 use indicatif::{ProgressBar, ProgressStyle};
-use picogpt_core::{KvFormat, MatrixFormat, ModelConfig};
+use picogpt_core::{KvFormat, MatrixFormat, Model, ModelConfig, RamKv, WorkspaceSpec};
 
 #[derive(Parser)]
 #[command(name = "host-tools", version, about = "GPT-2 for microcontrollers: the desktop side")]
@@ -31,6 +32,23 @@ enum Command {
     Reference(ReferenceArgs),
     /// Greedy-decode with core over a packed file, read chunk by chunk as a board would.
     Run(RunArgs),
+    /// Describe a packed file and the memory core needs to run it.
+    Info(InfoArgs),
+}
+
+#[derive(clap::Args)]
+struct InfoArgs {
+    /// Packed model file.
+    file: PathBuf,
+    /// Bytes per storage read.
+    #[arg(long, default_value_t = 4096)]
+    chunk_bytes: usize,
+    /// Prompt positions per pass over the weights.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Context positions to size the KV cache for.
+    #[arg(long, default_value_t = 64)]
+    positions: usize,
 }
 
 #[derive(clap::Args)]
@@ -156,6 +174,7 @@ fn main() -> Result<()> {
         Command::Pack(args) => pack_cmd(args),
         Command::Reference(args) => reference_cmd(args),
         Command::Run(args) => run_cmd(args),
+        Command::Info(args) => info_cmd(args),
     }
 }
 
@@ -314,6 +333,41 @@ fn run_cmd(args: RunArgs) -> Result<()> {
     }
     if let Some(path) = args.json {
         report.write(&path).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn info_cmd(args: InfoArgs) -> Result<()> {
+    let storage = FileStorage::open(&args.file).with_context(|| args.file.display().to_string())?;
+    let model =
+        Model::open(storage).map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
+    let cfg = model.config();
+    let layout = model.layout();
+    println!(
+        "model: {} layers, n_embd {}, {} heads, n_ctx {}, vocab {}",
+        cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_ctx, cfg.vocab_size
+    );
+    println!("weights: {}", layout.quant().matrices);
+    if !layout.quant().lm_head_outliers.is_empty() {
+        println!(
+            "LM-head outlier channels in f16: {:?}",
+            layout.quant().lm_head_outliers.as_slice()
+        );
+    }
+    println!("file: {} bytes, {} tensors", layout.file_len(), layout.tensor_count());
+    let spec = WorkspaceSpec { batch: args.batch, chunk_bytes: args.chunk_bytes };
+    let working = model.workspace_bytes(&spec);
+    println!(
+        "working memory (batch {}, chunk {} bytes): {working} bytes",
+        args.batch, args.chunk_bytes
+    );
+    for format in [KvFormat::F32, KvFormat::F16, KvFormat::Int8] {
+        let per = RamKv::bytes_per_position(cfg, format);
+        println!(
+            "KV cache {format:?}: {per} bytes/position; with {} positions, total {} bytes",
+            args.positions,
+            working + per * args.positions
+        );
     }
     Ok(())
 }

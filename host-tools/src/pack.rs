@@ -155,6 +155,7 @@ pub fn pack(
     let file = file.into_inner().map_err(|e| io(e.into_error()))?;
     file.sync_all().map_err(io)?;
     drop(file);
+    crate::output::make_readable(tmp.path()).map_err(io)?;
     tmp.persist(out).map_err(|e| io(e.error))?;
     for k in &mut kinds {
         k.rel_rms_error = (k.sq_err / k.sq_ref.max(f64::MIN_POSITIVE)).sqrt();

@@ -9,8 +9,11 @@
 //!    greedy top-1 probabilities mostly between 10 % and 75 %, greedy decodes that move on;
 //! b) 2–4 residual channels (picked from the seed) growing through the layers to ≈ 2,600
 //!    after the last block of a 12-layer model, nearly constant across positions;
-//! c) after `ln_f` those channels stay ≈ 250× the median |value| of the others, while their
-//!    `wte` columns are small, so each acts on the logits like a per-token bias of std ≈ 1;
+//! c) after `ln_f` those channels stay ≈ 250× the median |value| of the others; their `wte`
+//!    columns share one mean each with a small spread, so together they shift every logit
+//!    by ≈ −100 (GPT-2's logits sit there: picoGPT's top candidate prints as `-90.74231`)
+//!    and add a per-token bias of std ≈ 1 — the combination that makes naive per-row int8
+//!    of the tied LM head flip greedy picks;
 //! d) `ln_1`/`ln_2` give outlier channels tiny gains, so attention and MLP inputs stay sane.
 //!
 //! # Recipe
@@ -22,7 +25,9 @@
 //!    calibration tokens (8 random sequences of 16) come from stream `u64::MAX`.
 //! 2. `wte` rows are rescaled to the norm of a std-0.1 vector on the ordinary channels (GPT-2's
 //!    std is ≈ 0.14; equal norms stop a few long rows from winning every arg-max), while the
-//!    outlier columns get a std of ≈ 0.003 for 124M (`outlier_wte_std`); `wpe` gets std 0.02.
+//!    outlier columns get a std of ≈ 0.003 for 124M (`outlier_wte_std`) around a mean
+//!    (`outlier_wte_mean`, ≈ ±0.1 for 124M) whose sign follows the channel's, so each adds
+//!    `LOGIT_OFFSET / n_outliers` to every logit; `wpe` gets std 0.02.
 //! 3. Blocks are built in order, pushing the calibration sequences through the partial model
 //!    with [`crate::reference`]. "RMS" below is over the ordinary (non-outlier) channels.
 //!    - `ln_1`/`ln_2`: the ordinary gain gives the output RMS 1 (times a log-normal jitter of
@@ -116,6 +121,8 @@ const LOGIT_STD: f32 = 5.0;
 const LN_F_OUTLIER_RATIO: f32 = 250.0;
 /// Std, in logits, of the per-token bias each outlier channel adds through the tied head.
 const OUTLIER_LOGIT_STD: f32 = 1.0;
+/// Shift of every logit through the outlier channels (GPT-2's logits sit near −100).
+const LOGIT_OFFSET: f32 = -100.0;
 /// Number of independent calibration sequences. Several short ones rather than one long one:
 /// attention gives every position of a sequence a share of the same context average, and
 /// calibrating on one sequence would fit (and cancel) that sequence's average only.
@@ -253,13 +260,29 @@ impl Plan {
 /// logit std (`logit std = |h_ordinary| · WTE_STD`), and this std turns it into a per-token
 /// bias of std `OUTLIER_LOGIT_STD`.
 fn outlier_wte_std(n_embd: usize) -> f32 {
+    OUTLIER_LOGIT_STD / planned_outlier_output(n_embd)
+}
+
+/// Planned |ln_f output| of an outlier channel (see [`outlier_wte_std`]).
+fn planned_outlier_output(n_embd: usize) -> f32 {
     let ordinary_rms = LOGIT_STD / (WTE_STD * (n_embd as f32).sqrt());
-    OUTLIER_LOGIT_STD / (LN_F_OUTLIER_RATIO * HALF_NORMAL_MEDIAN * ordinary_rms)
+    LN_F_OUTLIER_RATIO * HALF_NORMAL_MEDIAN * ordinary_rms
+}
+
+/// Mean of the `wte` column of an outlier channel with sign `sign`: its product with the
+/// channel's planned ln_f output (of the same sign) is that channel's share of
+/// [`LOGIT_OFFSET`].
+fn outlier_wte_mean(n_embd: usize, n_outliers: usize, sign: f32) -> f32 {
+    sign * LOGIT_OFFSET / (n_outliers as f32 * planned_outlier_output(n_embd))
 }
 
 fn scale_embeddings(weights: &mut Gpt2Weights, plan: &Plan) {
     let n_embd = plan.is_outlier.len();
     let outlier_std = outlier_wte_std(n_embd);
+    let mut column_mean = vec![0.0f32; n_embd];
+    for &(c, amplitude) in &plan.outliers {
+        column_mean[c] = outlier_wte_mean(n_embd, plan.outliers.len(), amplitude.signum());
+    }
     let ordinary_norm = WTE_STD * (plan.ordinary_count() as f32).sqrt();
     for row in weights.wte.chunks_exact_mut(n_embd) {
         let norm = row
@@ -269,8 +292,8 @@ fn scale_embeddings(weights: &mut Gpt2Weights, plan: &Plan) {
             .map(|(v, _)| v * v)
             .sum::<f32>()
             .sqrt();
-        for (v, &o) in row.iter_mut().zip(&plan.is_outlier) {
-            *v *= if o { outlier_std } else { ordinary_norm / norm };
+        for ((v, &o), &mean) in row.iter_mut().zip(&plan.is_outlier).zip(&column_mean) {
+            *v = if o { mean + outlier_std * *v } else { *v * ordinary_norm / norm };
         }
     }
     for v in &mut weights.wpe {
@@ -480,6 +503,8 @@ pub struct SynthStats {
     pub top1_probs: Vec<f64>,
     /// Standard deviation of the logits across the vocabulary at every greedy step.
     pub logit_stds: Vec<f32>,
+    /// Mean logit across the vocabulary at every greedy step.
+    pub logit_means: Vec<f32>,
     /// The tokens each prompt's greedy decode produced.
     pub generated: Vec<Vec<u32>>,
     /// Channels whose mean |value| in the final residual stream exceeds 20× the median
@@ -528,12 +553,15 @@ pub fn stats(
     let n_embd = weights.config.embd();
     let mut top1_probs = Vec::new();
     let mut logit_stds = Vec::new();
+    let mut logit_means = Vec::new();
     let mut generated = Vec::new();
     let mut residuals: Vec<Vec<f32>> = vec![Vec::new(); weights.layers.len()]; // [n_layer][n_rows, n_embd]
     for prompt in prompts {
         let generation = reference::greedy(weights, prompt, steps)?;
         top1_probs.extend(generation.steps.iter().filter_map(|s| s.top3.first()).map(|c| c.prob));
         logit_stds.extend(generation.all_logits.iter().map(|l| variance(l).sqrt()));
+        logit_means
+            .extend(generation.all_logits.iter().map(|l| l.iter().sum::<f32>() / l.len() as f32));
         let tokens = generation.tokens();
         let sequence: Vec<u32> =
             prompt.iter().chain(&tokens[..tokens.len().saturating_sub(1)]).copied().collect();
@@ -591,6 +619,7 @@ pub fn stats(
     Ok(SynthStats {
         top1_probs,
         logit_stds,
+        logit_means,
         generated,
         outlier_channels,
         outlier_max_by_layer,
@@ -635,13 +664,15 @@ mod tests {
         let s = stats(&w, &[&p1, &p2], 20).unwrap();
         eprintln!(
             "seed {seed}: synthesize {synth_time:.2?}, stats {:.2?}\n  top-1 p10 {:.3} median {:.3} p90 {:.3}\n  \
-             logit std mean {:.2}\n  outliers {:?}, max after each layer {:?}, spread {:.4}\n  \
+             logit std mean {:.2}, logit mean {:.1}..{:.1}\n  outliers {:?}, max after each layer {:?}, spread {:.4}\n  \
              ln_f ratio {:.1}\n  generated {:?}",
             start.elapsed(),
             s.top1_quantile(0.1),
             s.top1_quantile(0.5),
             s.top1_quantile(0.9),
             s.logit_stds.iter().sum::<f32>() / s.logit_stds.len() as f32,
+            s.logit_means.iter().copied().fold(f32::INFINITY, f32::min),
+            s.logit_means.iter().copied().fold(f32::NEG_INFINITY, f32::max),
             s.outlier_channels,
             s.outlier_max_by_layer,
             s.outlier_spread,
@@ -663,6 +694,9 @@ mod tests {
         );
         assert!(s.outlier_spread < 0.05, "outliers vary across positions: {}", s.outlier_spread);
         assert!(s.ln_f_outlier_ratio >= 100.0, "ln_f outlier ratio {}", s.ln_f_outlier_ratio);
+        for &mean in &s.logit_means {
+            assert!((-130.0..=-70.0).contains(&mean), "mean logit {mean}, GPT-2's sit near -100");
+        }
         assert!(s.min_distinct_tokens() > 1, "greedy decode stuck: {:?}", s.generated);
         assert_ne!(s.generated[0][0], s.generated[1][0], "different prompts, same next token");
     }
@@ -698,19 +732,21 @@ mod tests {
     }
 
     #[test]
-    fn outlier_channels_have_small_embeddings_and_early_gains() {
+    fn outlier_channels_have_narrow_embeddings_and_small_early_gains() {
         let config = tiny();
         let w = synthesize(config, 1).unwrap();
         let plan = Plan::new(&config, 1);
         let n_embd = config.embd();
-        let column_rms = |c: usize| {
-            (w.wte.chunks_exact(n_embd).map(|r| r[c] * r[c]).sum::<f32>()
-                / config.vocab_size as f32)
-                .sqrt()
+        let column_std = |c: usize| {
+            let n = config.vocab_size as f32;
+            let mean = w.wte.chunks_exact(n_embd).map(|r| r[c]).sum::<f32>() / n;
+            let var =
+                w.wte.chunks_exact(n_embd).map(|r| (r[c] - mean) * (r[c] - mean)).sum::<f32>();
+            (var / n).sqrt()
         };
         for &(c, _) in &plan.outliers {
             let ordinary = (c + 1..).map(|o| o % n_embd).find(|&o| !plan.is_outlier[o]).unwrap();
-            assert!(column_rms(c) < 0.1 * column_rms(ordinary), "wte column {c}");
+            assert!(column_std(c) < 0.1 * column_std(ordinary), "wte column {c}");
             let layer = &w.layers[1];
             for gain in [&layer.ln_1_weight, &layer.ln_2_weight] {
                 assert!(

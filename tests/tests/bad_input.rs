@@ -222,3 +222,31 @@ fn a_missing_pack_file_names_its_path() {
     let err = run(missing, &RunOptions::new(vec![1], 1), |_| {}).unwrap_err();
     assert!(err.to_string().starts_with("/nonexistent/model.pgpt: "), "{err}");
 }
+
+#[test]
+fn a_failed_pack_leaves_no_file_behind() {
+    use host_tools::pack::{PackError, PackOptions, pack};
+    let (dir, _) = pack_bytes();
+    let weights = host_tools::checkpoint::load(dir).unwrap();
+    let partials = || {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".partial"))
+            .count()
+    };
+    let opts = PackOptions { matrices: MatrixFormat::Int8 { block: 32 }, lm_head_outliers: true };
+    // Everything is written, then the final rename onto a non-empty folder fails.
+    let occupied = dir.join("occupied.pgpt");
+    std::fs::create_dir_all(occupied.join("inside")).unwrap();
+    let err = pack(&weights, &opts, &occupied, |_, _, _| {}).unwrap_err();
+    assert!(matches!(err, PackError::Io { .. }), "{err}");
+    assert!(err.to_string().contains("occupied.pgpt"), "{err}");
+    assert_eq!(partials(), 0, "the temporary file must be removed");
+
+    let bad_block = PackOptions { matrices: MatrixFormat::Int8 { block: 48 }, ..opts };
+    let out = dir.join("never.pgpt");
+    let err = pack(&weights, &bad_block, &out, |_, _, _| {}).unwrap_err();
+    assert!(err.to_string().contains("block size 48"), "{err}");
+    assert!(!out.exists());
+    assert_eq!(partials(), 0);
+}
