@@ -16,7 +16,7 @@ use crate::logits::LogitSink;
 use crate::model::{Model, table_crc};
 use crate::storage::Storage;
 use crate::stream::{Source, TensorStream};
-use crate::workspace::Workspace;
+use crate::workspace::{Activations, Scratch, Workspace};
 
 impl<S: Storage> Model<S> {
     /// Runs `tokens` at positions `start..` through the model, storing their keys and values
@@ -59,6 +59,20 @@ impl<S: Storage> Model<S> {
         self.lm_head(ws, (tokens.len() - 1) % batch, sink)
     }
 
+    /// The weight-reading context of a pass, over the workspace's scratch buffers.
+    fn ctx<'a>(&'a mut self, scratch: &'a mut Scratch<'_>) -> Ctx<'a, S> {
+        Ctx {
+            weights: Weights {
+                src: &mut self.src,
+                layout: &self.layout,
+                verify: self.verify,
+                chunk: scratch.chunk,
+                chunk_bytes: scratch.chunk_bytes,
+            },
+            lanes: scratch.lanes,
+        }
+    }
+
     /// One pass over the weights for positions `pos0..pos0 + tokens.len()`.
     fn pass<K: KvCache>(
         &mut self,
@@ -70,24 +84,14 @@ impl<S: Storage> Model<S> {
         use TensorKind::*;
         let cfg = *self.layout.config();
         let (d, n) = (cfg.embd(), tokens.len());
-        let chunk_bytes = ws.chunk_bytes();
-        let Workspace { x, xn, big, stats, kv_row, lanes, chunk, .. } = ws;
+        let Activations { x, xn, big, stats, kv_row } = &mut ws.act;
         let (x, xn, big) = (&mut x[..n * d], &mut xn[..n * d], &mut big[..n * 4 * d]);
-        let mut ctx = Ctx {
-            weights: Weights {
-                src: &mut self.src,
-                layout: &self.layout,
-                verify: self.verify,
-                chunk,
-                chunk_bytes,
-            },
-            lanes,
-        };
+        let mut ctx = self.ctx(&mut ws.scratch);
         // [n, n_embd] <- wte[token] + wpe[pos]
         for (i, &token) in tokens.iter().enumerate() {
             let (xi, tmp) = (&mut x[i * d..(i + 1) * d], &mut xn[i * d..(i + 1) * d]);
-            ctx.read_row(Wte, token as usize, xi)?;
-            ctx.read_row(Wpe, pos0 + i, tmp)?;
+            ctx.weights.read_row(Wte, token as usize, xi)?;
+            ctx.weights.read_row(Wpe, pos0 + i, tmp)?;
             for (a, b) in xi.iter_mut().zip(tmp.iter()) {
                 *a += *b;
             }
@@ -131,18 +135,8 @@ impl<S: Storage> Model<S> {
     ) -> Result<(), Error<S::Error, KE>> {
         let cfg = *self.layout.config();
         let d = cfg.embd();
-        let chunk_bytes = ws.chunk_bytes();
-        let Workspace { x, xn, lanes, chunk, .. } = ws;
-        let mut ctx = Ctx {
-            weights: Weights {
-                src: &mut self.src,
-                layout: &self.layout,
-                verify: self.verify,
-                chunk,
-                chunk_bytes,
-            },
-            lanes,
-        };
+        let Activations { x, xn, .. } = &mut ws.act;
+        let mut ctx = self.ctx(&mut ws.scratch);
         let h = &mut xn[..d];
         let (ln_w, ln_b) = (TensorKind::LnFWeight, TensorKind::LnFBias);
         let (ln_w, ln_b) = (TensorId::global(ln_w), TensorId::global(ln_b));
@@ -248,16 +242,6 @@ impl<S: Storage> Weights<'_, S> {
 }
 
 impl<S: Storage> Ctx<'_, S> {
-    /// Decodes row `row` of a global matrix (`wte` or `wpe`) into `out`.
-    fn read_row<KE>(
-        &mut self,
-        kind: TensorKind,
-        row: usize,
-        out: &mut [f32],
-    ) -> Result<(), Error<S::Error, KE>> {
-        self.weights.read_row(kind, row, out)
-    }
-
     /// `out[i] = (x[i] − mean) / sqrt(var + eps) · weight + bias` for each row of `x`.
     fn layernorm<KE>(
         &mut self,

@@ -102,11 +102,11 @@ impl<S: Storage> Model<S> {
             let id = self.layout.id_at(index);
             let crc = table_crc(&mut self.src, &self.layout, id)?;
             let entry = self.layout.expected_entry(id);
-            let chunk = ws.chunk_bytes();
+            let scratch = &mut ws.scratch;
             TensorStream::new(
                 &mut self.src,
-                ws.chunk,
-                chunk,
+                scratch.chunk,
+                scratch.chunk_bytes,
                 id,
                 entry.offset,
                 entry.len,

@@ -55,9 +55,15 @@ impl Dims {
     }
 }
 
-/// Buffers of one forward pass; shapes in the comments are (batch, …).
+/// Buffers of one forward pass.
 pub struct Workspace<'a> {
     dims: Dims,
+    pub(crate) act: Activations<'a>,
+    pub(crate) scratch: Scratch<'a>,
+}
+
+/// Activation buffers; shapes are (batch, …).
+pub(crate) struct Activations<'a> {
     /// (batch, n_embd) residual stream.
     pub(crate) x: &'a mut [f32],
     /// (batch, n_embd) layer-norm output, then attention output, then MLP output.
@@ -68,10 +74,16 @@ pub struct Workspace<'a> {
     pub(crate) stats: &'a mut [f32],
     /// (2, n_embd) one cached key row and value row.
     pub(crate) kv_row: &'a mut [f32],
+}
+
+/// Buffers the weight-reading steps use.
+pub(crate) struct Scratch<'a> {
     /// (batch) partial sums of the row being multiplied.
     pub(crate) lanes: &'a mut [Lanes],
     /// (chunk + largest block) weight bytes.
     pub(crate) chunk: &'a mut [u8],
+    /// Bytes per storage read.
+    pub(crate) chunk_bytes: usize,
 }
 
 impl<'a> Workspace<'a> {
@@ -116,24 +128,24 @@ impl<'a> Workspace<'a> {
         let chunk_bytes = dims.chunk + dims.spill;
         Ok(Self {
             dims,
-            x: x_buf,
-            xn: xn_buf,
-            big: big_buf,
-            stats: stats_buf,
-            kv_row: kv_buf,
-            lanes: lanes_buf.as_chunks_mut::<LANES>().0,
-            chunk: &mut bytemuck::cast_slice_mut::<f32, u8>(chunk_words)[..chunk_bytes],
+            act: Activations {
+                x: x_buf,
+                xn: xn_buf,
+                big: big_buf,
+                stats: stats_buf,
+                kv_row: kv_buf,
+            },
+            scratch: Scratch {
+                lanes: lanes_buf.as_chunks_mut::<LANES>().0,
+                chunk: &mut bytemuck::cast_slice_mut::<f32, u8>(chunk_words)[..chunk_bytes],
+                chunk_bytes: dims.chunk,
+            },
         })
     }
 
     /// Positions per weight pass.
     pub fn batch(&self) -> usize {
         self.dims.batch
-    }
-
-    /// Bytes per storage read.
-    pub(crate) fn chunk_bytes(&self) -> usize {
-        self.dims.chunk
     }
 
     /// Whether this workspace was carved for `layout` (with any batch and chunk size).

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use host_tools::checkpoint::{self, Dtype, WriteOptions};
 use host_tools::file_storage::FileStorage;
 use host_tools::pack::{PackOptions, PackSummary, pack};
-use host_tools::report::{ModelReport, RunReport, StepReport, TopEntry, candidate_line};
+use host_tools::report::{RunReport, StepReport, TopEntry, candidate_line};
 use host_tools::run::{RunOptions, run};
 use host_tools::{reference, synth};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -284,7 +284,7 @@ fn reference_cmd(args: ReferenceArgs) -> Result<()> {
         print_step(i, step);
     }
     let report = RunReport {
-        model: ModelReport::from(&weights.config),
+        model: weights.config,
         quant: "f32".into(),
         prompt: args.tokens.clone(),
         steps,

@@ -25,41 +25,11 @@ pub struct StepReport {
     pub top: Vec<TopEntry>,
 }
 
-/// The model fields of the report (`config.json`'s names).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ModelReport {
-    /// Blocks.
-    pub n_layer: u32,
-    /// Residual width.
-    pub n_embd: u32,
-    /// Heads.
-    pub n_head: u32,
-    /// Context length.
-    pub n_ctx: u32,
-    /// Vocabulary size.
-    pub vocab_size: u32,
-    /// Layer-norm epsilon.
-    pub layer_norm_epsilon: f32,
-}
-
-impl From<&ModelConfig> for ModelReport {
-    fn from(c: &ModelConfig) -> Self {
-        Self {
-            n_layer: c.n_layer,
-            n_embd: c.n_embd,
-            n_head: c.n_head,
-            n_ctx: c.n_ctx,
-            vocab_size: c.vocab_size,
-            layer_norm_epsilon: c.layer_norm_epsilon,
-        }
-    }
-}
-
 /// A whole greedy run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunReport {
-    /// Model shape.
-    pub model: ModelReport,
+    /// Model shape, with `config.json`'s field names.
+    pub model: ModelConfig,
     /// `f32`, `f16`, `int8` (the pack's matrix format; the reference is `f32`).
     pub quant: String,
     /// Prompt token ids.

@@ -8,7 +8,7 @@ use picogpt_core::kv::KvRangeError;
 use picogpt_core::{KvFormat, Model, RamKv, TopK, WorkspaceSpec};
 
 use crate::file_storage::FileStorage;
-use crate::report::{ModelReport, RunReport, StepReport, TopEntry};
+use crate::report::{RunReport, StepReport, TopEntry};
 
 /// core's error type over a host file and an in-RAM KV cache.
 pub type CoreError = picogpt_core::Error<io::Error, KvRangeError>;
@@ -132,7 +132,7 @@ pub fn run(
     let total_ms = started.elapsed().as_secs_f64() * 1e3;
     let ms_per_token = if opts.n > 1 { (total_ms - prefill_ms) / (opts.n - 1) as f64 } else { 0.0 };
     Ok(RunReport {
-        model: ModelReport::from(&cfg),
+        model: cfg,
         quant: quant_name(&model.layout().quant().matrices),
         prompt: opts.prompt.clone(),
         steps,
