@@ -8,11 +8,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 use host_tools::checkpoint::{self, Dtype, WriteOptions};
 use host_tools::file_storage::FileStorage;
 use host_tools::pack::{PackOptions, PackSummary, pack};
-use host_tools::report::{RunReport, StepReport, TopEntry, candidate_line};
+use host_tools::report::{RunReport, StepReport, TopEntry};
 use host_tools::run::{RunOptions, run};
 use host_tools::{reference, synth};
 use indicatif::{ProgressBar, ProgressStyle};
-use picogpt_core::{KvFormat, MatrixFormat, Model, ModelConfig, RamKv, WorkspaceSpec};
+use picogpt_core::display::write_candidate;
+use picogpt_core::{Candidate, KvFormat, MatrixFormat, Model, ModelConfig, RamKv, WorkspaceSpec};
 
 #[derive(Parser)]
 #[command(name = "host-tools", version, about = "GPT-2 for microcontrollers: the desktop side")]
@@ -375,7 +376,11 @@ fn info_cmd(args: InfoArgs) -> Result<()> {
 fn print_step(index: usize, step: &StepReport) {
     println!("step {}: token {}", index + 1, step.token);
     for (rank, entry) in step.top.iter().enumerate() {
-        println!("{}", candidate_line(rank + 1, entry));
+        let candidate = Candidate { token: entry.id, logit: entry.logit, prob: entry.prob as f32 };
+        let mut line = String::new();
+        // Writing to a String cannot fail.
+        let _ = write_candidate(&mut line, rank + 1, &candidate, None);
+        println!("{line}");
     }
 }
 

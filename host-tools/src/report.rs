@@ -67,8 +67,3 @@ impl RunReport {
         serde_json::from_str(&text).map_err(std::io::Error::other)
     }
 }
-
-/// The verbose line picoGPT prints per candidate: `#1. 10598: -90.74231 ->  2.40%`.
-pub fn candidate_line(rank: usize, entry: &TopEntry) -> String {
-    format!("#{rank}. {}: {:.5} -> {:5.2}%", entry.id, entry.logit, entry.prob * 100.0)
-}
