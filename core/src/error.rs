@@ -109,6 +109,23 @@ pub enum FormatError {
         /// Bytes the storage holds.
         found: u64,
     },
+    /// The tokenizer sections are misplaced or implausible.
+    Tokenizer {
+        /// What is wrong.
+        what: &'static str,
+        /// The offending value.
+        value: u64,
+    },
+    /// A tokenizer entry points outside its section.
+    TokenizerData {
+        /// The token id (or index slot) whose entry is bad.
+        entry: u32,
+    },
+    /// A tokenizer section's bytes do not match its CRC.
+    TokenizerCrc {
+        /// `vocabulary` or `index`.
+        section: &'static str,
+    },
     /// A tensor's bytes do not match its CRC.
     Crc {
         /// The tensor.
@@ -210,6 +227,13 @@ impl fmt::Display for FormatError {
             Self::Truncated { needed, found } => {
                 write!(f, "pack is truncated: {found} bytes, needs {needed}")
             }
+            Self::Tokenizer { what, value } => write!(f, "tokenizer: {what} ({value})"),
+            Self::TokenizerData { entry } => {
+                write!(f, "tokenizer entry {entry} points outside its section")
+            }
+            Self::TokenizerCrc { section } => {
+                write!(f, "tokenizer {section} section: CRC mismatch")
+            }
             Self::Crc { tensor, expected, found } => write!(
                 f,
                 "tensor {tensor}: CRC mismatch (table {expected:#010x}, data {found:#010x})"
@@ -280,6 +304,13 @@ pub enum Error<SE, KE = Infallible> {
     },
     /// No tokens were given.
     EmptyInput,
+    /// Text was asked of a pack without tokenizer sections (token ids still work).
+    NoTokenizer,
+    /// Input text is not UTF-8.
+    InvalidUtf8 {
+        /// Byte offset of the first invalid sequence.
+        offset: usize,
+    },
     /// A logit came out NaN or infinite (corrupt weights read without CRC checks).
     NonFinite {
         /// The token whose logit it was.
@@ -320,6 +351,8 @@ impl<SE> Error<SE, Infallible> {
             }
             Self::TokenOutOfRange { token, vocab } => Error::TokenOutOfRange { token, vocab },
             Self::EmptyInput => Error::EmptyInput,
+            Self::NoTokenizer => Error::NoTokenizer,
+            Self::InvalidUtf8 { offset } => Error::InvalidUtf8 { offset },
             Self::NonFinite { token } => Error::NonFinite { token },
         }
     }
@@ -360,6 +393,10 @@ impl<SE: fmt::Display, KE: fmt::Display> fmt::Display for Error<SE, KE> {
                 write!(f, "token {token} is outside the vocabulary of {vocab}")
             }
             Self::EmptyInput => write!(f, "no input tokens"),
+            Self::NoTokenizer => {
+                write!(f, "this pack has no tokenizer sections: give token ids instead of text")
+            }
+            Self::InvalidUtf8 { offset } => write!(f, "input is not valid UTF-8 (byte {offset})"),
             Self::NonFinite { token } => write!(
                 f,
                 "logit of token {token} is not finite: the weights are corrupt (run with CRC checks)"

@@ -6,6 +6,9 @@
 //!            padding     to `alignment` (512, an SD sector)
 //!            tensors     in the order the forward pass reads them, each aligned to 512:
 //!                        wpe, h.0.ln_1.weight … h.{L-1}.mlp.c_proj.bias, ln_f.*, wte
+//!            tokenizer   optional, each section aligned to 512:
+//!                        vocab: (vocab + 1) u32 LE offsets, then the token bytes
+//!                        index: `slots` × { u32 id, u32 hash } open-addressing table
 //! ```
 //! Every `TensorEntry` encodes to exactly [`ENTRY_BYTES`] (all integers are fixed-width), so
 //! entry `k` can be read straight from storage without decoding the ones before it.
@@ -19,7 +22,7 @@ use crate::config::{BLOCK_ELEMS, ModelConfig};
 /// First four bytes of every pack.
 pub const MAGIC: [u8; 4] = *b"PGPT";
 /// The format version this crate reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 /// Bytes before the manifest: magic, version, manifest length, manifest CRC32.
 pub const HEADER_BYTES: usize = 16;
 /// Alignment of every tensor in the file: one SD-card sector.
@@ -113,6 +116,44 @@ pub struct ManifestHead {
     pub file_len: u64,
     /// Number of [`TensorEntry`] records that follow.
     pub tensor_count: u32,
+    /// Where the tokenizer sections are, if the pack has them.
+    pub tokenizer: Option<TokenizerHead>,
+}
+
+/// The tokenizer sections: GPT-2's byte-level BPE, read through the same storage as weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct TokenizerHead {
+    /// File offset of the vocabulary: `vocab_size + 1` u32 offsets into the byte blob that
+    /// follows them (token `i` is `blob[off[i]..off[i + 1]]`).
+    pub vocab_offset: u64,
+    /// Length of the vocabulary section in bytes.
+    pub vocab_len: u64,
+    /// CRC32 of the vocabulary section.
+    pub vocab_crc: u32,
+    /// File offset of the BPE index: a hash table from token bytes to id.
+    pub index_offset: u64,
+    /// Slots in the index (a power of two); each is `{ u32 id, u32 hash }`, id `u32::MAX` when
+    /// empty.
+    pub index_slots: u32,
+    /// CRC32 of the index section.
+    pub index_crc: u32,
+    /// Longest token in bytes.
+    pub max_token_bytes: u32,
+    /// Id of `<|endoftext|>`, which is in the vocabulary but not in the index.
+    pub end_of_text: u32,
+}
+
+/// Bytes of one BPE index slot.
+pub const INDEX_SLOT_BYTES: usize = 8;
+/// Marks an empty BPE index slot.
+pub const EMPTY_SLOT: u32 = u32::MAX;
+/// Longest token a pack may declare.
+pub const MAX_TOKEN_BYTES: u32 = 256;
+
+/// The BPE index's hash of a token's bytes (32-bit FNV-1a).
+pub fn token_hash(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |h, &b| (h ^ u32::from(b)).wrapping_mul(0x0100_0193))
 }
 
 /// Element type of a stored tensor.

@@ -6,8 +6,8 @@
 use crate::config::{BLOCK_ELEMS, ModelConfig};
 use crate::error::{FormatError, QuantError};
 use crate::format::{
-    ALIGNMENT, DType, ENTRY_BYTES, HEADER_BYTES, MatrixFormat, QuantScheme, TensorEntry,
-    TensorFormat, TensorId, TensorKind,
+    ALIGNMENT, DType, ENTRY_BYTES, HEADER_BYTES, INDEX_SLOT_BYTES, MAX_TOKEN_BYTES, MatrixFormat,
+    QuantScheme, TensorEntry, TensorFormat, TensorId, TensorKind, TokenizerHead,
 };
 
 /// Tensors per transformer block.
@@ -26,6 +26,7 @@ pub struct Layout {
     manifest_len: u64,
     data_start: u64,
     layer_stride: u64,
+    tokenizer: Option<TokenizerHead>,
 }
 
 impl Layout {
@@ -37,7 +38,14 @@ impl Layout {
     ) -> Result<Self, FormatError> {
         config.validate().map_err(FormatError::Config)?;
         check_quant(&config, &quant).map_err(FormatError::Quant)?;
-        let mut layout = Self { config, quant, manifest_len: 0, data_start: 0, layer_stride: 0 };
+        let mut layout = Self {
+            config,
+            quant,
+            manifest_len: 0,
+            data_start: 0,
+            layer_stride: 0,
+            tokenizer: None,
+        };
         layout.manifest_len = head_len + layout.tensor_count() * ENTRY_BYTES as u64;
         layout.data_start = align_up(HEADER_BYTES as u64 + layout.manifest_len);
         layout.layer_stride =
@@ -183,10 +191,56 @@ impl Layout {
         }
     }
 
-    /// End of the last tensor: the length of a well-formed pack.
-    pub fn file_len(&self) -> u64 {
+    /// End of the last tensor (`wte`).
+    pub fn weights_end(&self) -> u64 {
         let wte = TensorId::global(TensorKind::Wte);
         self.offset(wte) + self.tensor_len(TensorKind::Wte)
+    }
+
+    /// The length of a well-formed pack: the end of the tokenizer, or of the weights.
+    pub fn file_len(&self) -> u64 {
+        match &self.tokenizer {
+            Some(t) => t.index_offset + u64::from(t.index_slots) * INDEX_SLOT_BYTES as u64,
+            None => self.weights_end(),
+        }
+    }
+
+    /// The tokenizer sections, if the pack has them.
+    pub fn tokenizer(&self) -> Option<&TokenizerHead> {
+        self.tokenizer.as_ref()
+    }
+
+    /// Adds tokenizer sections after the weights, checking they sit where the format puts
+    /// them and have plausible sizes.
+    pub fn with_tokenizer(mut self, head: TokenizerHead) -> Result<Self, FormatError> {
+        let vocab = u64::from(self.config.vocab_size);
+        let bad = |what, value| Err(FormatError::Tokenizer { what, value });
+        if head.vocab_offset != align_up(self.weights_end()) {
+            return bad("vocabulary offset is not right after the weights", head.vocab_offset);
+        }
+        let offsets = 4 * (vocab + 1);
+        if head.vocab_len < offsets || head.vocab_len > offsets + vocab * u64::from(MAX_TOKEN_BYTES)
+        {
+            return bad("vocabulary length does not fit the vocabulary size", head.vocab_len);
+        }
+        if head.index_offset != align_up(head.vocab_offset + head.vocab_len) {
+            return bad("index offset is not right after the vocabulary", head.index_offset);
+        }
+        let slots = u64::from(head.index_slots);
+        if !head.index_slots.is_power_of_two()
+            || slots < vocab
+            || slots > 4 * vocab.next_power_of_two()
+        {
+            return bad("index slots are not a power of two fitting the vocabulary", slots);
+        }
+        if head.max_token_bytes == 0 || head.max_token_bytes > MAX_TOKEN_BYTES {
+            return bad("longest token is out of range", u64::from(head.max_token_bytes));
+        }
+        if u64::from(head.end_of_text) >= vocab {
+            return bad("end-of-text id is outside the vocabulary", u64::from(head.end_of_text));
+        }
+        self.tokenizer = Some(head);
+        Ok(self)
     }
 
     /// The table entry this layout expects for `id` (CRC left 0).

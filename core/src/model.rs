@@ -173,7 +173,10 @@ fn read_head<S: Storage>(
     if head.alignment != ALIGNMENT {
         return Err(FormatError::Alignment { found: head.alignment, expected: ALIGNMENT }.into());
     }
-    let layout = Layout::new(head.config, head.quant, head_len)?;
+    let mut layout = Layout::new(head.config, head.quant, head_len)?;
+    if let Some(tokenizer) = head.tokenizer {
+        layout = layout.with_tokenizer(tokenizer)?;
+    }
     if u64::from(head.tensor_count) != layout.tensor_count() {
         let (expected, found) = (layout.tensor_count(), head.tensor_count);
         return Err(FormatError::TensorCount { expected, found }.into());

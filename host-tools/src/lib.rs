@@ -8,4 +8,5 @@ pub mod reference;
 pub mod report;
 pub mod run;
 pub mod synth;
+pub mod tokenizer;
 pub mod weights;

@@ -10,6 +10,7 @@ use host_tools::file_storage::FileStorage;
 use host_tools::pack::{PackOptions, PackSummary, pack};
 use host_tools::report::{RunReport, StepReport, TopEntry};
 use host_tools::run::{RunOptions, run};
+use host_tools::tokenizer::{GPT2_VOCAB, Tokenizer};
 use host_tools::{reference, synth};
 use indicatif::{ProgressBar, ProgressStyle};
 use picogpt_core::display::write_candidate;
@@ -115,6 +116,9 @@ struct PackArgs {
     /// Quantize the LM head's outlier input channels like the rest (for comparison only).
     #[arg(long)]
     no_outliers: bool,
+    /// Leave the tokenizer sections out (the pack then runs with token ids only).
+    #[arg(long)]
+    no_tokenizer: bool,
 }
 
 #[derive(clap::Args)]
@@ -203,6 +207,10 @@ fn synth_cmd(args: SynthArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     checkpoint::write(&args.out, &weights, &opts)?;
+    if config.vocab_size == GPT2_VOCAB {
+        // As in the hub's folders: GPT-2's real vocabulary beside the (synthetic) weights.
+        Tokenizer::gpt2()?.write_hf_files(&args.out)?;
+    }
     println!(
         "wrote synthetic GPT-2 ({} layers, n_embd {}, {} heads, n_ctx {}, vocab {}, seed {}) to {} in {:.1} s",
         config.n_layer,
@@ -225,9 +233,17 @@ fn pack_cmd(args: PackArgs) -> Result<()> {
         QuantArg::Int8 => MatrixFormat::Int8 { block: args.block },
     };
     let opts = PackOptions { matrices, lm_head_outliers: !args.no_outliers };
+    let tokenizer = if args.no_tokenizer {
+        None
+    } else {
+        Tokenizer::for_pack(&args.model_dir, weights.config.vocab_size)?
+    };
+    if tokenizer.is_none() {
+        println!("no tokenizer in the pack: it runs with token ids only");
+    }
     let bar = ProgressBar::new(0)
         .with_style(ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {wide_msg}")?);
-    let summary = pack(&weights, &opts, &args.out, |done, total, tensor| {
+    let summary = pack(&weights, tokenizer.as_ref(), &opts, &args.out, |done, total, tensor| {
         bar.set_length(total);
         bar.set_position(done);
         bar.set_message(tensor.to_string());

@@ -7,14 +7,16 @@ use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use picogpt_core::format::{
-    ALIGNMENT, FORMAT_VERSION, Header, MAX_OUTLIERS, ManifestHead, TensorEntry,
+    ALIGNMENT, EMPTY_SLOT, FORMAT_VERSION, Header, MAX_OUTLIERS, ManifestHead, TensorEntry,
+    TokenizerHead, token_hash,
 };
 use picogpt_core::kernels::{decode_f16, decode_f32, decode_int8};
-use picogpt_core::layout::Layout;
+use picogpt_core::layout::{Layout, align_up};
 use picogpt_core::quant::{encode_f16, encode_f32, encode_int8};
 use picogpt_core::{MatrixFormat, QuantScheme, TensorId, TensorKind};
 
 use crate::reference;
+use crate::tokenizer::Tokenizer;
 use crate::weights::{Gpt2Weights, LayerWeights};
 
 /// Positions of the calibration run that finds the LM head's outlier channels.
@@ -97,6 +99,7 @@ impl PackSummary {
 /// Packs `weights` into `out`; `progress(done, total, tensor)` is called after each tensor.
 pub fn pack(
     weights: &Gpt2Weights,
+    tokenizer: Option<&Tokenizer>,
     opts: &PackOptions,
     out: &Path,
     mut progress: impl FnMut(u64, u64, TensorId),
@@ -111,8 +114,10 @@ pub fn pack(
         alignment: ALIGNMENT,
         file_len: 0,
         tensor_count: 0,
+        tokenizer: None,
     };
-    let layout = stable_layout(&mut head)
+    let sections = tokenizer.map(TokenizerSections::new);
+    let layout = stable_layout(&mut head, sections.as_ref())
         .map_err(|source| PackError::Scheme { scheme: opts.matrices, source })?;
     let io = |source| PackError::Io { path: out.display().to_string(), source };
     let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -143,6 +148,13 @@ pub fn pack(
         progress(pos - layout.data_start(), total, id);
     }
 
+    if let (Some(sections), Some(t)) = (&sections, layout.tokenizer()) {
+        pad_to(&mut file, &mut pos, t.vocab_offset).map_err(io)?;
+        file.write_all(&sections.vocab).map_err(io)?;
+        pos += sections.vocab.len() as u64;
+        pad_to(&mut file, &mut pos, t.index_offset).map_err(io)?;
+        file.write_all(&sections.index).map_err(io)?;
+    }
     let manifest = encode_manifest(&head, &entries)?;
     let header = Header {
         version: FORMAT_VERSION,
@@ -163,11 +175,77 @@ pub fn pack(
     Ok(PackSummary { quant, kinds, file_bytes: layout.file_len() })
 }
 
+/// The tokenizer sections' bytes, ready to be placed after the weights.
+struct TokenizerSections {
+    vocab: Vec<u8>,
+    index: Vec<u8>,
+    slots: u32,
+    max_token_bytes: u32,
+    end_of_text: u32,
+}
+
+impl TokenizerSections {
+    /// Lays out the vocabulary (offsets, then bytes) and the BPE index (open addressing over
+    /// [`token_hash`], linear probing, at most half full).
+    fn new(tokenizer: &Tokenizer) -> Self {
+        let n = tokenizer.len();
+        let mut vocab = Vec::with_capacity(4 * (n + 1));
+        let mut blob = Vec::new();
+        let mut max_token_bytes = 0;
+        for id in 0..n as u32 {
+            vocab.extend_from_slice(&(blob.len() as u32).to_le_bytes());
+            blob.extend_from_slice(tokenizer.token(id));
+            max_token_bytes = max_token_bytes.max(tokenizer.token(id).len() as u32);
+        }
+        vocab.extend_from_slice(&(blob.len() as u32).to_le_bytes());
+        vocab.extend_from_slice(&blob);
+        let slots = (2 * n).next_power_of_two() as u32;
+        let mut table = vec![(EMPTY_SLOT, 0u32); slots as usize];
+        for id in (0..n as u32).filter(|&id| id != tokenizer.end_of_text()) {
+            let hash = token_hash(tokenizer.token(id));
+            let mut slot = (hash & (slots - 1)) as usize;
+            while table[slot].0 != EMPTY_SLOT {
+                slot = (slot + 1) & (slots as usize - 1);
+            }
+            table[slot] = (id, hash);
+        }
+        let index = table
+            .iter()
+            .flat_map(|(id, h)| [id.to_le_bytes(), h.to_le_bytes()])
+            .flatten()
+            .collect();
+        Self { vocab, index, slots, max_token_bytes, end_of_text: tokenizer.end_of_text() }
+    }
+
+    /// The manifest entry for these sections when the weights end at `weights_end`.
+    fn head(&self, weights_end: u64) -> TokenizerHead {
+        let vocab_offset = align_up(weights_end);
+        TokenizerHead {
+            vocab_offset,
+            vocab_len: self.vocab.len() as u64,
+            vocab_crc: crc32fast::hash(&self.vocab),
+            index_offset: align_up(vocab_offset + self.vocab.len() as u64),
+            index_slots: self.slots,
+            index_crc: crc32fast::hash(&self.index),
+            max_token_bytes: self.max_token_bytes,
+            end_of_text: self.end_of_text,
+        }
+    }
+}
+
 /// Encodes the head until its own `file_len` and count no longer change its length.
-fn stable_layout(head: &mut ManifestHead) -> Result<Layout, picogpt_core::FormatError> {
+fn stable_layout(
+    head: &mut ManifestHead,
+    sections: Option<&TokenizerSections>,
+) -> Result<Layout, picogpt_core::FormatError> {
     let mut head_len = 0u64;
     loop {
-        let layout = Layout::new(head.config, head.quant.clone(), head_len)?;
+        let mut layout = Layout::new(head.config, head.quant.clone(), head_len)?;
+        if let Some(sections) = sections {
+            let tokenizer = sections.head(layout.weights_end());
+            layout = layout.with_tokenizer(tokenizer)?;
+            head.tokenizer = Some(tokenizer);
+        }
         head.tensor_count = layout.tensor_count() as u32;
         head.file_len = layout.file_len();
         let len = postcard::to_allocvec(head).map(|v| v.len() as u64).unwrap_or(0);

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use common::*;
 use host_tools::file_storage::FileStorage;
 use host_tools::run::{RunError, RunOptions, run};
-use picogpt_core::format::{HEADER_BYTES, Header, ManifestHead, TensorEntry};
+use picogpt_core::format::{FORMAT_VERSION, HEADER_BYTES, Header, ManifestHead, TensorEntry};
 use picogpt_core::{
     ConfigError, Error, FormatError, KvFormat, MatrixFormat, Model, RamKv, SliceStorage, TensorId,
     TensorKind, TopK, WorkspaceSpec,
@@ -87,7 +87,7 @@ fn wrong_magic_and_version_are_named() {
     let mut bad = bytes.clone();
     bad[4..8].copy_from_slice(&7u32.to_le_bytes());
     let err = format_error(&bad);
-    assert_eq!(err, FormatError::UnsupportedVersion { found: 7, supported: 1 });
+    assert_eq!(err, FormatError::UnsupportedVersion { found: 7, supported: FORMAT_VERSION });
     assert!(err.to_string().contains("version 7"), "{err}");
 }
 
@@ -238,14 +238,14 @@ fn a_failed_pack_leaves_no_file_behind() {
     // Everything is written, then the final rename onto a non-empty folder fails.
     let occupied = dir.join("occupied.pgpt");
     std::fs::create_dir_all(occupied.join("inside")).unwrap();
-    let err = pack(&weights, &opts, &occupied, |_, _, _| {}).unwrap_err();
+    let err = pack(&weights, None, &opts, &occupied, |_, _, _| {}).unwrap_err();
     assert!(matches!(err, PackError::Io { .. }), "{err}");
     assert!(err.to_string().contains("occupied.pgpt"), "{err}");
     assert_eq!(partials(), 0, "the temporary file must be removed");
 
     let bad_block = PackOptions { matrices: MatrixFormat::Int8 { block: 48 }, ..opts };
     let out = dir.join("never.pgpt");
-    let err = pack(&weights, &bad_block, &out, |_, _, _| {}).unwrap_err();
+    let err = pack(&weights, None, &bad_block, &out, |_, _, _| {}).unwrap_err();
     assert!(err.to_string().contains("block size 48"), "{err}");
     assert!(!out.exists());
     assert_eq!(partials(), 0);

@@ -8,6 +8,7 @@ use host_tools::checkpoint::{self, WriteOptions};
 use host_tools::file_storage::FileStorage;
 use host_tools::pack::{PackOptions, pack};
 use host_tools::synth;
+use host_tools::tokenizer::Tokenizer;
 use host_tools::weights::Gpt2Weights;
 use picogpt_core::{KvFormat, LogitSink, MatrixFormat, Model, ModelConfig, RamKv, WorkspaceSpec};
 
@@ -46,8 +47,10 @@ impl Fixture {
     /// Packs the checkpoint (read back from disk, as a user would) into `<name>.pgpt`.
     pub fn pack(&self, name: &str, matrices: MatrixFormat, lm_head_outliers: bool) -> PathBuf {
         let weights = checkpoint::load(&self.dir).unwrap();
+        let tokenizer = Tokenizer::for_pack(&self.dir, weights.config.vocab_size).unwrap();
         let out = self.dir.join(format!("{name}.pgpt"));
-        pack(&weights, &PackOptions { matrices, lm_head_outliers }, &out, |_, _, _| {}).unwrap();
+        let opts = PackOptions { matrices, lm_head_outliers };
+        pack(&weights, tokenizer.as_ref(), &opts, &out, |_, _, _| {}).unwrap();
         out
     }
 }
