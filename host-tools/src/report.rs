@@ -14,6 +14,9 @@ pub struct TopEntry {
     pub logit: f32,
     /// Softmax probability.
     pub prob: f64,
+    /// The token's text, when the pack has a tokenizer (U+FFFD for part of a character).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
 }
 
 /// One generated token and the three best candidates it was chosen from.
@@ -21,8 +24,17 @@ pub struct TopEntry {
 pub struct StepReport {
     /// The token chosen.
     pub token: u32,
+    /// Its text, when the pack has a tokenizer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Its bytes, when the pack has a tokenizer (a character may span tokens).
+    #[serde(skip)]
+    pub bytes: Vec<u8>,
     /// Best three candidates, best first.
     pub top: Vec<TopEntry>,
+    /// The draw was limited to fewer candidates than top-k/top-p asked for.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 /// A whole greedy run.
@@ -36,6 +48,9 @@ pub struct RunReport {
     pub prompt: Vec<u32>,
     /// One entry per generated token.
     pub steps: Vec<StepReport>,
+    /// The generated text, when the model has a tokenizer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
     /// Every logit of the first step (reference only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_logits: Option<Vec<f32>>,

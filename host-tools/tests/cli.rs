@@ -101,3 +101,92 @@ fn the_verbose_line_matches_picogpt() {
     assert!(!is_candidate_line("#1. 10598: -90.7423 ->  2.40%"));
     assert!(!is_candidate_line("#1. 10598: -90.74231 -> 2.40%"));
 }
+
+fn host_tools_fails(args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_host-tools")).args(args).output().unwrap();
+    assert!(!out.status.success(), "host-tools {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn text_in_text_out_like_picogpt() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-text");
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    let model = dir.join("124M");
+    host_tools(&[
+        "synth",
+        "--out",
+        &s(&model),
+        "--seed",
+        "9",
+        "--n-layer",
+        "2",
+        "--n-embd",
+        "64",
+        "--n-head",
+        "4",
+        "--n-ctx",
+        "64",
+    ]);
+    assert!(model.join("vocab.json").exists() && model.join("merges.txt").exists());
+    let pack = model.join("model-int8.pgpt");
+    host_tools(&["pack", &s(&model), "-o", &s(&pack)]);
+
+    let seed = "Alan Turing theorized that computers would one day become";
+    let expected = "36235,39141,18765,1143,326,9061,561,530,1110,1716\n";
+    assert_eq!(host_tools(&["encode", seed]), expected);
+    assert_eq!(host_tools(&["encode", "--pack", &s(&pack), seed]), expected);
+    assert_eq!(host_tools(&["encode", "--model-dir", &s(&model), seed]), expected);
+    assert_eq!(host_tools(&["decode", "36235,39141,18765"]), "Alan Turing theor\n");
+    assert_eq!(host_tools(&["decode", "--pack", &s(&pack), "36235,39141"]), "Alan Turing\n");
+
+    let verbose = host_tools(&["run", &s(&pack), seed, "-n", "3"]);
+    let candidates: Vec<&str> = verbose.lines().filter(|l| l.starts_with('#')).collect();
+    assert_eq!(candidates.len(), 9, "{verbose}");
+    for line in &candidates {
+        // `#1. 10598 (' Rome'): -90.74231 ->  2.40%`: the text in Python repr between the id
+        // and the logit.
+        let (head, _) = line.split_once("): ").unwrap();
+        assert!(head.contains(" ('") || head.contains(" (\""), "{line}");
+    }
+    // picoGPT's flags: --model_size/--models_dir find the same pack, -n has its long alias.
+    let quiet = host_tools(&[
+        "run",
+        seed,
+        "--n_tokens_to_generate",
+        "3",
+        "--quiet",
+        "--model_size",
+        "124M",
+        "--models_dir",
+        &s(&dir),
+    ]);
+    assert_eq!(
+        verbose_text(&verbose),
+        quiet.lines().next(),
+        "quiet:\n{quiet}\nverbose:\n{verbose}"
+    );
+    assert_eq!(quiet.lines().count(), 1);
+
+    let bad = host_tools_fails(&[
+        "run".as_ref(),
+        pack.as_os_str(),
+        std::os::unix::ffi::OsStrExt::from_bytes(b"ab\xffc"),
+    ]);
+    assert!(bad.contains("not valid UTF-8 (byte 2 of 4)"), "{bad}");
+    let too_long = host_tools_fails(&[
+        "run".as_ref(),
+        pack.as_os_str(),
+        seed.as_ref(),
+        "-n".as_ref(),
+        "60".as_ref(),
+    ]);
+    assert!(too_long.contains("needs 69 positions, n_ctx is 64"), "{too_long}");
+}
+
+/// The text line the verbose output prints after `generated:`.
+fn verbose_text(verbose: &str) -> Option<&str> {
+    let mut lines = verbose.lines().skip_while(|l| !l.starts_with("generated:"));
+    lines.next();
+    lines.next()
+}

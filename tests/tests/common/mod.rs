@@ -2,6 +2,8 @@
 //! runs that record every logit.
 #![allow(dead_code)]
 
+pub mod corpus;
+
 use std::path::{Path, PathBuf};
 
 use host_tools::checkpoint::{self, WriteOptions};

@@ -1,0 +1,101 @@
+//! `host-tools encode` and `host-tools decode`: the host tokenizer, or core's over a pack.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, anyhow};
+use host_tools::file_storage::FileStorage;
+use host_tools::tokenizer::{GPT2_VOCAB, Tokenizer};
+use picogpt_core::Model;
+use picogpt_core::utf8::Utf8Stream;
+
+use super::join;
+
+#[derive(clap::Args)]
+pub struct EncodeArgs {
+    /// The text.
+    text: String,
+    /// Use core's on-device encoder over this pack's tokenizer sections.
+    #[arg(long, conflicts_with = "model_dir")]
+    pack: Option<PathBuf>,
+    /// Use this checkpoint folder's vocab.json + merges.txt.
+    #[arg(long)]
+    model_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct DecodeArgs {
+    /// Token ids, comma-separated.
+    #[arg(value_delimiter = ',', required = true)]
+    ids: Vec<u32>,
+    /// Use core's on-device decoder over this pack's tokenizer sections.
+    #[arg(long, conflicts_with = "model_dir")]
+    pack: Option<PathBuf>,
+    /// Use this checkpoint folder's vocab.json + merges.txt.
+    #[arg(long)]
+    model_dir: Option<PathBuf>,
+}
+
+fn host_tokenizer(model_dir: Option<&Path>) -> Result<Tokenizer> {
+    Ok(match model_dir {
+        Some(dir) => Tokenizer::for_checkpoint(dir, GPT2_VOCAB)?,
+        None => Tokenizer::gpt2()?,
+    })
+}
+
+fn open(pack: &Path) -> Result<Model<FileStorage>> {
+    let storage = FileStorage::open(pack).map_err(|e| anyhow!("{}: {e}", pack.display()))?;
+    Model::open(storage).map_err(|e| anyhow!("{}: {e}", pack.display()))
+}
+
+pub fn encode(args: EncodeArgs) -> Result<()> {
+    let ids = match &args.pack {
+        Some(pack) => {
+            let mut model = open(pack)?;
+            let mut scratch = vec![0u32; 2 * args.text.len() + 2];
+            let mut out = vec![0u32; args.text.len()];
+            let n = model
+                .encode(args.text.as_bytes(), &mut scratch, &mut out)
+                .map_err(|e| anyhow!("{}: {e}", pack.display()))?;
+            out.truncate(n);
+            out
+        }
+        None => host_tokenizer(args.model_dir.as_deref())?.encode(&args.text),
+    };
+    println!("{}", join(&ids));
+    Ok(())
+}
+
+pub fn decode(args: DecodeArgs) -> Result<()> {
+    let bytes = match &args.pack {
+        Some(pack) => {
+            let mut model = open(pack)?;
+            let mut bytes = Vec::new();
+            let mut buf = [0u8; picogpt_core::format::MAX_TOKEN_BYTES as usize];
+            for &id in &args.ids {
+                let token = model
+                    .token_bytes(id, &mut buf)
+                    .map_err(|e| anyhow!("{}: token {id}: {e}", pack.display()))?;
+                bytes.extend_from_slice(token);
+            }
+            bytes
+        }
+        None => {
+            let tokenizer = host_tokenizer(args.model_dir.as_deref())?;
+            if let Some(&bad) = args.ids.iter().find(|&&id| id as usize >= tokenizer.len()) {
+                return Err(anyhow!(
+                    "token {bad} is outside the vocabulary of {}",
+                    tokenizer.len()
+                ));
+            }
+            tokenizer.decode(&args.ids)
+        }
+    };
+    let mut text = String::new();
+    let mut stream = Utf8Stream::new();
+    stream.push(&bytes, &mut |s| text.push_str(s));
+    stream.finish(&mut |s| text.push_str(s));
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{text}")?;
+    Ok(())
+}
