@@ -5,18 +5,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${DEMO_DIR:-out/demo}
-run() { printf '\n$ %s\n' "$*"; "$@"; }
+run() {
+  printf '\n$'
+  for arg in "$@"; do case $arg in *' '*) printf ' "%s"' "$arg" ;; *) printf ' %s' "$arg" ;; esac; done
+  printf '\n'
+  "$@"
+}
 
 run cargo build --release -q -p host-tools
 tools=target/release/host-tools
 run "$tools" synth --out "$out/model" --seed 1 --n-layer 4 --n-embd 256 --n-head 8 --n-ctx 256
 run "$tools" pack "$out/model" -o "$out/model-int8.pgpt" --quant int8
-# "Alan Turing theorized that computers would one day become" as GPT-2 token ids.
-run "$tools" run "$out/model-int8.pgpt" --tokens 36235,39141,18765,1143,326,9061,561,530,1110,1716 -n 8 --chunk-bytes 4096
+run "$tools" run "$out/model-int8.pgpt" "Alan Turing theorized that computers would one day become" -n 8 --chunk-bytes 4096
 cat <<'NOTE'
 
 The weights above are synthetic (deterministic from the seed, GPT-2 architecture and
-statistics), so the tokens are not English. For OpenAI's GPT-2, download config.json and
+statistics) while the tokenizer is GPT-2's real one, so the text is real tokens in
+random order, not English. For OpenAI's GPT-2, download config.json and
 model.safetensors of openai-community/gpt2 from the Hugging Face hub into a folder and run
   target/release/host-tools pack FOLDER -o gpt2-int8.pgpt --quant int8
 (see README.md, "Real GPT-2 weights").
