@@ -7,8 +7,8 @@ use crate::config::ModelConfig;
 use crate::error::Error;
 use crate::format::{DType, TensorFormat, TensorId, TensorKind};
 use crate::kernels::{
-    LANES, Lanes, decode_f16, decode_f32, decode_int8, dot, dot_f16, dot_f32, dot_int8, f16_to_f32,
-    reduce, sum,
+    LANES, Lanes, Q8_BLOCK, decode_f16, decode_f32, decode_int8, dot, dot_f16, dot_f32, dot_int8,
+    dot_q8, f16_to_f32, quantize_q8, reduce, sum,
 };
 use crate::kv::KvCache;
 use crate::layout::Layout;
@@ -16,7 +16,7 @@ use crate::logits::LogitSink;
 use crate::model::{Model, table_crc};
 use crate::storage::Storage;
 use crate::stream::{Source, TensorStream};
-use crate::workspace::{Activations, Scratch, Workspace};
+use crate::workspace::{ActBuffers, Activations, Scratch, Workspace};
 
 impl<S: Storage> Model<S> {
     /// Runs `tokens` at positions `start..` through the model, storing their keys and values
@@ -70,6 +70,9 @@ impl<S: Storage> Model<S> {
                 chunk_bytes: scratch.chunk_bytes,
             },
             lanes: scratch.lanes,
+            activations: scratch.activations,
+            q8: scratch.q8,
+            q8_scales: scratch.q8_scales,
         }
     }
 
@@ -84,7 +87,7 @@ impl<S: Storage> Model<S> {
         use TensorKind::*;
         let cfg = *self.layout.config();
         let (d, n) = (cfg.embd(), tokens.len());
-        let Activations { x, xn, big, stats, kv_row } = &mut ws.act;
+        let ActBuffers { x, xn, big, stats, kv_row } = &mut ws.act;
         let (x, xn, big) = (&mut x[..n * d], &mut xn[..n * d], &mut big[..n * 4 * d]);
         let mut ctx = self.ctx(&mut ws.scratch);
         // [n, n_embd] <- wte[token] + wpe[pos]
@@ -135,7 +138,7 @@ impl<S: Storage> Model<S> {
     ) -> Result<(), Error<S::Error, KE>> {
         let cfg = *self.layout.config();
         let d = cfg.embd();
-        let Activations { x, xn, .. } = &mut ws.act;
+        let ActBuffers { x, xn, big, .. } = &mut ws.act;
         let mut ctx = self.ctx(&mut ws.scratch);
         let h = &mut xn[..d];
         let (ln_w, ln_b) = (TensorKind::LnFWeight, TensorKind::LnFBias);
@@ -143,7 +146,7 @@ impl<S: Storage> Model<S> {
         // [n_embd] -> [n_embd]
         ctx.layernorm(ln_w, ln_b, &x[last * d..(last + 1) * d], h, d, cfg.layer_norm_epsilon)?;
         // [n_embd] -> [n_vocab], one logit at a time
-        ctx.logits(h, sink)
+        ctx.logits(h, &mut big[..d], sink)
     }
 }
 
@@ -156,10 +159,22 @@ struct Weights<'a, S> {
     chunk_bytes: usize,
 }
 
-/// The weight-reading steps of a pass: weights plus the per-row partial sums.
+/// The weight-reading steps of a pass: weights plus the per-row partial sums and the
+/// quantized matrix inputs of the int8 path.
 struct Ctx<'a, S> {
     weights: Weights<'a, S>,
     lanes: &'a mut [Lanes],
+    activations: Activations,
+    q8: &'a mut [i16],
+    q8_scales: &'a mut [f32],
+}
+
+/// The inputs of a matrix product, as its kernel reads them.
+enum Input<'a> {
+    /// Rows of f32, `stride` apart.
+    F32 { x: &'a [f32], stride: usize },
+    /// Rows of `cols` int8 values (as i16) with a scale per 32.
+    Q8 { q: &'a [i16], scales: &'a [f32], cols: usize },
 }
 
 impl<S: Storage> Weights<'_, S> {
@@ -167,7 +182,7 @@ impl<S: Storage> Weights<'_, S> {
     fn tensor<KE>(&mut self, id: TensorId) -> Result<TensorStream<'_, S>, Error<S::Error, KE>> {
         let crc = if self.verify { Some(self.table_crc(id)?) } else { None };
         let (offset, len) = (self.layout.offset(id), self.layout.expected_entry(id).len);
-        Ok(TensorStream::new(
+        let stream = TensorStream::new(
             &mut *self.src,
             &mut *self.chunk,
             self.chunk_bytes,
@@ -175,7 +190,15 @@ impl<S: Storage> Weights<'_, S> {
             offset,
             len,
             crc,
-        ))
+        );
+        // The pass reads tensors in file order, so the next one is what follows.
+        let index = self.layout.index_of(id) + 1;
+        Ok(if index < self.layout.tensor_count() {
+            let next = self.layout.expected_entry(self.layout.id_at(index));
+            stream.followed_by(next.offset, next.len.min(self.chunk_bytes as u64) as usize)
+        } else {
+            stream
+        })
     }
 
     fn table_crc<KE>(&mut self, id: TensorId) -> Result<u32, Error<S::Error, KE>> {
@@ -289,25 +312,12 @@ impl<S: Storage> Ctx<'_, S> {
         let n = input.len() / in_stride;
         let (rows, cols) = self.weights.layout.shape(weight.kind);
         let format = self.weights.layout.format(weight.kind);
-        let (unit, unit_elems) = (format.block_bytes(), format.block as usize);
-        let mut stream = self.weights.tensor(weight)?;
-        let lanes = &mut self.lanes[..n];
+        let Self { weights, lanes, activations, q8, q8_scales } = self;
+        let input = prepare(&format, *activations, input, in_stride, n, cols, q8, q8_scales);
+        let lanes = &mut lanes[..n];
+        let mut stream = weights.tensor(weight)?;
         for r in 0..rows {
-            lanes.fill([0.0; LANES]);
-            let mut col = 0;
-            while col < cols {
-                let run = stream.take(unit, (cols - col) / unit_elems)?;
-                let k = run.len() / unit * unit_elems;
-                for (i, acc) in lanes.iter_mut().enumerate() {
-                    dot_run(
-                        &format,
-                        run,
-                        &input[i * in_stride + col..i * in_stride + col + k],
-                        acc,
-                    );
-                }
-                col += k;
-            }
+            row_dots(&mut stream, &format, cols, &input, lanes)?;
             for (i, acc) in lanes.iter().enumerate() {
                 out[i * out_stride + r] = reduce(acc);
             }
@@ -321,29 +331,34 @@ impl<S: Storage> Ctx<'_, S> {
     }
 
     /// Streams the tied LM head: logit of token t = wte[t] · h, fed to `sink` in id order.
+    /// `masked` is scratch for `h` without its outlier channels (which the int8 path must
+    /// leave out of the activation scales: they are multiplied exactly, from the row's f16
+    /// extras).
     fn logits<L: LogitSink, KE>(
         &mut self,
         h: &[f32],
+        masked: &mut [f32],
         sink: &mut L,
     ) -> Result<(), Error<S::Error, KE>> {
         let id = TensorId::global(TensorKind::Wte);
         let layout = self.weights.layout;
         let (rows, cols) = layout.shape(TensorKind::Wte);
         let format = layout.format(TensorKind::Wte);
-        let (unit, unit_elems) = (format.block_bytes(), format.block as usize);
         let extras = 2 * format.extras as usize;
         let outliers = &layout.quant().lm_head_outliers;
-        let mut stream = self.weights.tensor(id)?;
-        for token in 0..rows as u32 {
-            let mut acc = [0.0f32; LANES];
-            let mut col = 0;
-            while col < cols {
-                let run = stream.take(unit, (cols - col) / unit_elems)?;
-                let k = run.len() / unit * unit_elems;
-                dot_run(&format, run, &h[col..col + k], &mut acc);
-                col += k;
+        masked.copy_from_slice(h);
+        if extras > 0 {
+            for &c in outliers {
+                masked[usize::from(c)] = 0.0;
             }
-            let mut logit = reduce(&acc);
+        }
+        let Self { weights, lanes, activations, q8, q8_scales } = self;
+        let input = prepare(&format, *activations, masked, cols, 1, cols, q8, q8_scales);
+        let acc = &mut lanes[..1];
+        let mut stream = weights.tensor(id)?;
+        for token in 0..rows as u32 {
+            row_dots(&mut stream, &format, cols, &input, acc)?;
+            let mut logit = reduce(&acc[0]);
             if extras > 0 {
                 let run = stream.take(extras, 1)?;
                 let mut side = 0.0f32;
@@ -359,6 +374,60 @@ impl<S: Storage> Ctx<'_, S> {
         }
         stream.finish()
     }
+}
+
+/// The matrix input as the kernel for `format` reads it: quantized into the int8 buffers
+/// on the int8 path, else the f32 rows as they are.
+#[allow(clippy::too_many_arguments)]
+fn prepare<'a>(
+    format: &TensorFormat,
+    activations: Activations,
+    x: &'a [f32],
+    stride: usize,
+    n: usize,
+    cols: usize,
+    q8: &'a mut [i16],
+    q8_scales: &'a mut [f32],
+) -> Input<'a> {
+    if format.dtype != DType::Int8 || activations != Activations::Int8 {
+        return Input::F32 { x, stride };
+    }
+    for i in 0..n {
+        let (q, s) = (&mut q8[i * cols..(i + 1) * cols], &mut q8_scales[i * cols / Q8_BLOCK..]);
+        quantize_q8(&x[i * stride..i * stride + cols], q, s);
+    }
+    Input::Q8 { q: q8, scales: q8_scales, cols }
+}
+
+/// One weight row against each input position: its partial sums land in `lanes`.
+fn row_dots<S: Storage, KE>(
+    stream: &mut TensorStream<'_, S>,
+    format: &TensorFormat,
+    cols: usize,
+    input: &Input<'_>,
+    lanes: &mut [Lanes],
+) -> Result<(), Error<S::Error, KE>> {
+    lanes.fill([0.0; LANES]);
+    let (unit, unit_elems) = (format.block_bytes(), format.block as usize);
+    let mut col = 0;
+    while col < cols {
+        let run = stream.take(unit, (cols - col) / unit_elems)?;
+        let k = run.len() / unit * unit_elems;
+        for (i, acc) in lanes.iter_mut().enumerate() {
+            match *input {
+                Input::F32 { x, stride } => {
+                    dot_run(format, run, &x[i * stride + col..i * stride + col + k], acc);
+                }
+                Input::Q8 { q, scales, cols } => {
+                    let at = i * cols + col;
+                    let (q, s) = (&q[at..at + k], &scales[at / Q8_BLOCK..(at + k) / Q8_BLOCK]);
+                    dot_q8(run, format.block as usize, q, s, &mut acc[0]);
+                }
+            }
+        }
+        col += k;
+    }
+    Ok(())
 }
 
 /// `lanes += w · x` for a run of whole blocks in `format`.

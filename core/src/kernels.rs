@@ -115,6 +115,107 @@ pub fn decode_int8(w: &[u8], block: usize, out: &mut [f32]) {
     }
 }
 
+/// Elements per activation scale in the int8-activation path.
+pub const Q8_BLOCK: usize = 32;
+
+/// Quantizes activations `x` (a multiple of [`Q8_BLOCK`] long) to int8 with one f32 scale per
+/// block (`scale = max|x| / 127`), for the integer kernel [`dot_q8`]. The values are stored
+/// as i16 in the order the target's kernel reads them (see [`q8_position`]).
+pub fn quantize_q8(x: &[f32], q: &mut [i16], scales: &mut [f32]) {
+    for ((xb, qb), s) in
+        x.chunks_exact(Q8_BLOCK).zip(q.chunks_exact_mut(Q8_BLOCK)).zip(scales.iter_mut())
+    {
+        let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        *s = amax / 127.0;
+        let inv = if amax > 0.0 { 127.0 / amax } else { 0.0 };
+        for (k, &v) in xb.iter().enumerate() {
+            qb[q8_position(k)] = libm::roundf(v * inv).clamp(-127.0, 127.0) as i16;
+        }
+    }
+}
+
+/// Where element `k` of a block sits in the quantized activations: Cortex-M's DSP kernel
+/// reads each group of four as (0, 2) and (1, 3) pairs, matching `SXTB16` on the weights;
+/// elsewhere the order is natural. The integer sums, and so the results, are the same.
+#[inline(always)]
+pub const fn q8_position(k: usize) -> usize {
+    if cfg!(all(target_arch = "arm", target_feature = "dsp")) {
+        (k & !3) | ((k & 1) << 1) | ((k >> 1) & 1)
+    } else {
+        k
+    }
+}
+
+/// `acc += Σ_blocks d · Σ_sub s_sub · (w_sub · q_sub)` for int8 weight blocks
+/// `{ f16 d; i8 w[block] }` against activations quantized by [`quantize_q8`]: exact integer
+/// dot products per 32 elements, then the scales in f32, block after block.
+pub fn dot_q8(w: &[u8], block: usize, q: &[i16], scales: &[f32], acc: &mut f32) {
+    let mut total = *acc;
+    for (blk, (qb, sb)) in w
+        .chunks_exact(2 + block)
+        .zip(q.chunks_exact(block).zip(scales.chunks_exact(block / Q8_BLOCK)))
+    {
+        let d = f16_to_f32(le_u16(blk, 0));
+        let mut part = 0.0f32;
+        for ((ws, qs), &s) in blk[2..].chunks_exact(Q8_BLOCK).zip(qs_blocks(qb)).zip(sb) {
+            part += s * isum32(ws, qs) as f32;
+        }
+        total += d * part;
+    }
+    *acc = total;
+}
+
+fn qs_blocks(q: &[i16]) -> core::slice::ChunksExact<'_, i16> {
+    q.chunks_exact(Q8_BLOCK)
+}
+
+/// Σ w·x over one block of 32 (weights as stored, activations in [`q8_position`] order).
+#[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+#[inline(always)]
+fn isum32(w: &[u8], x: &[i16]) -> i32 {
+    isum32_plain(w, x)
+}
+
+/// The portable block dot product, and the reference the DSP kernel is tested against.
+#[inline(always)]
+pub fn isum32_plain(w: &[u8], x: &[i16]) -> i32 {
+    let mut sum = 0i32;
+    for k in 0..Q8_BLOCK {
+        sum += i32::from(w[k] as i8) * i32::from(x[q8_position(k)]);
+    }
+    sum
+}
+
+/// Σ w·x over one block of 32 with the Cortex-M DSP extension: `SXTB16` splits four weight
+/// bytes into two pairs of halfwords and `SMLAD` multiplies and adds a pair per instruction.
+#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+#[inline(always)]
+fn isum32(w: &[u8], x: &[i16]) -> i32 {
+    let mut sum = 0i32;
+    for (w4, x4) in w.chunks_exact(4).zip(x.chunks_exact(4)) {
+        let ww = u32::from_le_bytes([w4[0], w4[1], w4[2], w4[3]]);
+        let even = (x4[0] as u16 as u32) | ((x4[1] as u16 as u32) << 16);
+        let odd = (x4[2] as u16 as u32) | ((x4[3] as u16 as u32) << 16);
+        // SAFETY: SXTB16 and SMLAD only read and write the named registers.
+        unsafe {
+            core::arch::asm!(
+                "sxtb16 {we}, {w}",
+                "sxtb16 {wo}, {w}, ror #8",
+                "smlad {s}, {we}, {xe}, {s}",
+                "smlad {s}, {wo}, {xo}, {s}",
+                w = in(reg) ww,
+                xe = in(reg) even,
+                xo = in(reg) odd,
+                we = out(reg) _,
+                wo = out(reg) _,
+                s = inout(reg) sum,
+                options(pure, nomem, nostack),
+            );
+        }
+    }
+    sum
+}
+
 /// Dot product of two f32 slices of equal length, in the lane order above.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; LANES];
@@ -208,6 +309,35 @@ mod tests {
         let mut decoded = vec![0.0; 128];
         decode_int8(&bytes, block, &mut decoded);
         assert_eq!(decoded, deq);
+    }
+
+    #[test]
+    fn q8_kernel_matches_exact_integer_sums() {
+        let mut seed = 11;
+        let x: Vec<f32> = (0..64).map(|_| lcg(&mut seed) * 3.0).collect();
+        let mut q = vec![0i16; 64];
+        let mut scales = vec![0.0f32; 2];
+        quantize_q8(&x, &mut q, &mut scales);
+        let mut bytes = Vec::new();
+        let mut expected = 0.0f32;
+        for b in 0..2 {
+            let d = half::f16::from_f32(0.02 * (b + 1) as f32);
+            bytes.extend_from_slice(&d.to_bits().to_le_bytes());
+            let mut isum = 0i32;
+            for k in 0..32 {
+                let w = ((k as i32 * 53 + b * 7) % 255 - 127) as i8;
+                bytes.push(w as u8);
+                isum += i32::from(w) * i32::from(q[b as usize * 32 + q8_position(k)]);
+            }
+            expected += d.to_f32() * (scales[b as usize] * isum as f32);
+        }
+        let mut acc = 0.0;
+        dot_q8(&bytes, 32, &q, &scales, &mut acc);
+        assert_eq!(acc.to_bits(), expected.to_bits());
+        // And close to the float dot product of the dequantized weights with x.
+        let mut lanes = [0.0; LANES];
+        dot_int8(&bytes, 32, &x, &mut lanes);
+        assert!((acc - reduce(&lanes)).abs() < 0.02 * reduce(&lanes).abs().max(1.0));
     }
 
     #[test]

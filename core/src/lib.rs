@@ -37,4 +37,4 @@ pub use logits::{Candidate, LogitSink, TopK};
 pub use model::Model;
 pub use sample::{Choice, Picker, RandomSampling, Sampling};
 pub use storage::{SliceStorage, Storage};
-pub use workspace::{Workspace, WorkspaceSpec};
+pub use workspace::{Activations, Workspace, WorkspaceSpec};

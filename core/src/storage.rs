@@ -16,6 +16,14 @@ pub trait Storage {
 
     /// Total size in bytes.
     fn size(&mut self) -> Result<u64, Self::Error>;
+
+    /// A hint: the next `read_at` will most likely ask for `len` bytes at `offset`. `core`
+    /// gives it right after each chunk read, before computing on that chunk, so a storage
+    /// with DMA, a second core or a reader thread can fetch the next chunk meanwhile (double
+    /// buffering). The default does nothing.
+    fn prefetch(&mut self, offset: u64, len: usize) {
+        let _ = (offset, len);
+    }
 }
 
 impl<T: Storage + ?Sized> Storage for &mut T {
@@ -27,6 +35,10 @@ impl<T: Storage + ?Sized> Storage for &mut T {
 
     fn size(&mut self) -> Result<u64, Self::Error> {
         (**self).size()
+    }
+
+    fn prefetch(&mut self, offset: u64, len: usize) {
+        (**self).prefetch(offset, len);
     }
 }
 

@@ -52,6 +52,8 @@ pub(crate) struct TensorStream<'a, S> {
     start: usize,
     filled: usize,
     crc: Option<(crc32fast::Hasher, u32)>,
+    /// The first read after this tensor, announced once its last chunk is in.
+    then: Option<(u64, usize)>,
 }
 
 impl<'a, S: Storage> TensorStream<'a, S> {
@@ -76,7 +78,15 @@ impl<'a, S: Storage> TensorStream<'a, S> {
             start: 0,
             filled: 0,
             crc: expected_crc.map(|c| (crc32fast::Hasher::new(), c)),
+            then: None,
         }
+    }
+
+    /// Announces `len` bytes at `offset` as the read that follows this tensor, so the
+    /// storage can fetch them while the tensor's last chunk is being used.
+    pub(crate) fn followed_by(mut self, offset: u64, len: usize) -> Self {
+        self.then = Some((offset, len));
+        self
     }
 
     /// The next `1..=max_units` whole units of `unit` bytes (as many as are buffered).
@@ -112,6 +122,12 @@ impl<'a, S: Storage> TensorStream<'a, S> {
         }
         self.next += n as u64;
         self.filled = kept + n;
+        if self.next < self.end {
+            let ahead = (self.end - self.next).min(self.chunk as u64) as usize;
+            self.src.storage.prefetch(self.next, ahead);
+        } else if let Some((offset, len)) = self.then {
+            self.src.storage.prefetch(offset, len);
+        }
         Ok(())
     }
 

@@ -1,8 +1,19 @@
 //! The forward pass's working memory, carved from one caller-provided buffer.
 
 use crate::error::Error;
-use crate::kernels::{LANES, Lanes};
+use crate::kernels::{LANES, Lanes, Q8_BLOCK};
 use crate::layout::Layout;
+
+/// How the activations meet int8 weights.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Activations {
+    /// f32 activations times dequantized weights: the exact path.
+    F32,
+    /// Activations quantized to int8 per block of 32, integer dot products (SMLAD on
+    /// Cortex-M33): faster, slightly less accurate. f32 and f16 weights ignore it.
+    Int8,
+}
 
 /// How much work the caller's memory must support.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,6 +23,20 @@ pub struct WorkspaceSpec {
     pub batch: usize,
     /// Bytes per storage read; a multiple of 512 keeps SD reads sector-aligned.
     pub chunk_bytes: usize,
+    /// Kernel path for int8 weights.
+    pub activations: Activations,
+}
+
+impl WorkspaceSpec {
+    /// `batch` positions per pass, `chunk_bytes` per read, exact f32 activations.
+    pub const fn new(batch: usize, chunk_bytes: usize) -> Self {
+        Self { batch, chunk_bytes, activations: Activations::F32 }
+    }
+
+    /// The same spec with another activation path.
+    pub const fn with_activations(self, activations: Activations) -> Self {
+        Self { activations, ..self }
+    }
 }
 
 /// The dimensions a workspace was carved for, to check it against a model.
@@ -22,6 +47,7 @@ struct Dims {
     batch: usize,
     chunk: usize,
     spill: usize,
+    activations: Activations,
 }
 
 impl Dims {
@@ -33,12 +59,14 @@ impl Dims {
             batch: spec.batch,
             chunk: spec.chunk_bytes,
             spill: layout.max_unit_bytes(),
+            activations: spec.activations,
         }
     }
 
     /// f32 words of each region, in carving order.
-    fn regions(&self) -> [usize; 7] {
+    fn regions(&self) -> [usize; 9] {
         let (b, d) = (self.batch, self.n_embd);
+        let q8 = usize::from(self.activations == Activations::Int8);
         [
             b * d,
             b * d,
@@ -46,6 +74,8 @@ impl Dims {
             b * 2 * self.n_head,
             2 * d,
             b * LANES,
+            q8 * b * 4 * d / 2,
+            q8 * b * 4 * d / Q8_BLOCK,
             (self.chunk + self.spill).div_ceil(4),
         ]
     }
@@ -58,12 +88,12 @@ impl Dims {
 /// Buffers of one forward pass.
 pub struct Workspace<'a> {
     dims: Dims,
-    pub(crate) act: Activations<'a>,
+    pub(crate) act: ActBuffers<'a>,
     pub(crate) scratch: Scratch<'a>,
 }
 
 /// Activation buffers; shapes are (batch, …).
-pub(crate) struct Activations<'a> {
+pub(crate) struct ActBuffers<'a> {
     /// (batch, n_embd) residual stream.
     pub(crate) x: &'a mut [f32],
     /// (batch, n_embd) layer-norm output, then attention output, then MLP output.
@@ -80,6 +110,12 @@ pub(crate) struct Activations<'a> {
 pub(crate) struct Scratch<'a> {
     /// (batch) partial sums of the row being multiplied.
     pub(crate) lanes: &'a mut [Lanes],
+    /// Kernel path for int8 weights.
+    pub(crate) activations: Activations,
+    /// (batch, 4·n_embd) the current matrix input quantized to int8 (int8 path only).
+    pub(crate) q8: &'a mut [i16],
+    /// (batch, 4·n_embd / 32) its per-block scales.
+    pub(crate) q8_scales: &'a mut [f32],
     /// (chunk + largest block) weight bytes.
     pub(crate) chunk: &'a mut [u8],
     /// Bytes per storage read.
@@ -117,18 +153,20 @@ impl<'a> Workspace<'a> {
             let (needed, given) = (4 * needed, 4 * mem.len());
             return Err(Error::BufferTooSmall { what: "workspace", needed, given });
         }
-        let [x, xn, big, stats, kv_row, lanes, chunk] = dims.regions();
+        let [x, xn, big, stats, kv_row, lanes, q8, q8_scales, chunk] = dims.regions();
         let (x_buf, rest) = mem.split_at_mut(x);
         let (xn_buf, rest) = rest.split_at_mut(xn);
         let (big_buf, rest) = rest.split_at_mut(big);
         let (stats_buf, rest) = rest.split_at_mut(stats);
         let (kv_buf, rest) = rest.split_at_mut(kv_row);
         let (lanes_buf, rest) = rest.split_at_mut(lanes);
+        let (q8_buf, rest) = rest.split_at_mut(q8);
+        let (q8_scales_buf, rest) = rest.split_at_mut(q8_scales);
         let chunk_words = &mut rest[..chunk];
         let chunk_bytes = dims.chunk + dims.spill;
         Ok(Self {
             dims,
-            act: Activations {
+            act: ActBuffers {
                 x: x_buf,
                 xn: xn_buf,
                 big: big_buf,
@@ -137,6 +175,9 @@ impl<'a> Workspace<'a> {
             },
             scratch: Scratch {
                 lanes: lanes_buf.as_chunks_mut::<LANES>().0,
+                activations: spec.activations,
+                q8: bytemuck::cast_slice_mut::<f32, i16>(q8_buf),
+                q8_scales: q8_scales_buf,
                 chunk: &mut bytemuck::cast_slice_mut::<f32, u8>(chunk_words)[..chunk_bytes],
                 chunk_bytes: dims.chunk,
             },

@@ -107,7 +107,7 @@ fn a_flipped_weight_byte_is_caught_by_its_tensor_crc() {
     let mut bad = bytes.clone();
     bad[offset + 100] ^= 0x01;
     let mut model = open(&bad).unwrap();
-    let spec = WorkspaceSpec { batch: 2, chunk_bytes: 4096 };
+    let spec = WorkspaceSpec::new(2, 4096);
     let mut mem = vec![0.0f32; model.workspace_bytes(&spec) / 4];
     let mut ws = model.workspace(&spec, &mut mem).unwrap();
     match model.verify_all(&mut ws) {
@@ -167,7 +167,7 @@ fn prompts_longer_than_the_context_fail_before_any_work() {
     }
     let mut model = Model::open(FileStorage::open(&pack).unwrap()).unwrap();
     let before = model.bytes_read();
-    let spec = WorkspaceSpec { batch: 4, chunk_bytes: 4096 };
+    let spec = WorkspaceSpec::new(4, 4096);
     let mut mem = vec![0.0f32; model.workspace_bytes(&spec) / 4];
     let mut ws = model.workspace(&spec, &mut mem).unwrap();
     let cfg = *model.config();
@@ -186,14 +186,14 @@ fn prompts_longer_than_the_context_fail_before_any_work() {
 fn small_buffers_and_bad_tokens_are_typed_errors() {
     let (_, bytes) = pack_bytes();
     let mut model = open(bytes).unwrap();
-    let spec = WorkspaceSpec { batch: 2, chunk_bytes: 4096 };
+    let spec = WorkspaceSpec::new(2, 4096);
     let needed = model.workspace_bytes(&spec);
     let mut small = vec![0.0f32; needed / 4 - 1];
     assert!(matches!(
         model.workspace(&spec, &mut small),
         Err(Error::BufferTooSmall { what: "workspace", needed: n, .. }) if n == needed
     ));
-    let tiny_chunk = WorkspaceSpec { batch: 1, chunk_bytes: 16 };
+    let tiny_chunk = WorkspaceSpec::new(1, 16);
     let mut mem = vec![0.0f32; model.workspace_bytes(&tiny_chunk) / 4];
     assert!(matches!(
         model.workspace(&tiny_chunk, &mut mem),

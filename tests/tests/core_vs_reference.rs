@@ -33,7 +33,7 @@ fn forced_sequence(generation: &Generation) -> Vec<u32> {
 }
 
 fn default_spec() -> WorkspaceSpec {
-    WorkspaceSpec { batch: 16, chunk_bytes: 4096 }
+    WorkspaceSpec::new(16, 4096)
 }
 
 #[test]
@@ -137,27 +137,9 @@ fn batched_prefill_gives_the_same_bits_as_one_position_per_pass() {
     let (fixture, generation) = fixture();
     let pack = fixture.pack("int8-batch", MatrixFormat::Int8 { block: 32 }, true);
     let seq = forced_sequence(generation);
-    let one = core_logits(
-        &pack,
-        &seq,
-        PROMPT.len(),
-        WorkspaceSpec { batch: 1, chunk_bytes: 4096 },
-        KvFormat::F32,
-    );
-    let all = core_logits(
-        &pack,
-        &seq,
-        PROMPT.len(),
-        WorkspaceSpec { batch: 10, chunk_bytes: 4096 },
-        KvFormat::F32,
-    );
-    let three = core_logits(
-        &pack,
-        &seq,
-        PROMPT.len(),
-        WorkspaceSpec { batch: 3, chunk_bytes: 4096 },
-        KvFormat::F32,
-    );
+    let one = core_logits(&pack, &seq, PROMPT.len(), WorkspaceSpec::new(1, 4096), KvFormat::F32);
+    let all = core_logits(&pack, &seq, PROMPT.len(), WorkspaceSpec::new(10, 4096), KvFormat::F32);
+    let three = core_logits(&pack, &seq, PROMPT.len(), WorkspaceSpec::new(3, 4096), KvFormat::F32);
     assert!(one == all && one == three, "batch size changed the logits");
 }
 
@@ -174,7 +156,7 @@ fn chunk_size_does_not_change_a_bit() {
                 &pack,
                 &seq,
                 PROMPT.len(),
-                WorkspaceSpec { batch: 4, chunk_bytes },
+                WorkspaceSpec::new(4, chunk_bytes),
                 KvFormat::F32,
             )
         };

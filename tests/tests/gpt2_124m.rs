@@ -50,7 +50,7 @@ fn forced(case: &Case) -> Vec<u32> {
 }
 
 fn spec() -> WorkspaceSpec {
-    WorkspaceSpec { batch: 16, chunk_bytes: 64 * 1024 }
+    WorkspaceSpec::new(16, 64 * 1024)
 }
 
 #[test]
