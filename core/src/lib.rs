@@ -31,7 +31,7 @@ pub mod workspace;
 pub use config::{ConfigError, ModelConfig};
 pub use error::{Error, FormatError, QuantError};
 pub use format::{MatrixFormat, QuantScheme, TensorId, TensorKind};
-pub use kv::{KvCache, KvFormat, RamKv};
+pub use kv::{KvCache, KvFormat, RamKv, StorageKv, StorageMut, TieredKv};
 pub use layout::Layout;
 pub use logits::{Candidate, LogitSink, TopK};
 pub use model::Model;
