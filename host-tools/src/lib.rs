@@ -1,9 +1,13 @@
 //! Desktop tools around `picogpt-core`: checkpoint reading, synthesis, packing, reference.
 
+pub mod bench;
 pub mod checkpoint;
+pub mod download;
 pub mod file_storage;
+pub mod hub;
 pub mod output;
 pub mod pack;
+pub mod prefetch;
 pub mod reference;
 pub mod report;
 pub mod run;

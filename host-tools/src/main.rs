@@ -2,6 +2,8 @@
 
 mod cmd;
 
+use std::process::ExitCode;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -25,20 +27,39 @@ enum Command {
     Run(cmd::run::Args),
     /// Describe a packed file and the memory core needs to run it.
     Info(cmd::info::Args),
+    /// Time core on the GPT-2 124M shape per pack and kernel path (synthesizes it if needed).
+    Bench(cmd::bench::Args),
     /// Print the GPT-2 token ids of a text, comma-separated.
     Encode(cmd::tokens::EncodeArgs),
     /// Print the text of comma-separated GPT-2 token ids.
     Decode(cmd::tokens::DecodeArgs),
+    /// Download GPT-2's checkpoint (config.json, model.safetensors, vocab.json, merges.txt)
+    /// from the Hugging Face hub into <models_dir>/<size>/, resuming and verifying.
+    Download(cmd::download::Args),
 }
 
-fn main() -> Result<()> {
-    match Cli::parse().command {
+/// Runs the command and prints a failure as one line, without a backtrace: every error's
+/// message already names what failed and why.
+fn main() -> ExitCode {
+    match run(Cli::parse().command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<()> {
+    match command {
         Command::Synth(args) => cmd::synth::main(args),
         Command::Pack(args) => cmd::pack::main(args),
         Command::Reference(args) => cmd::reference::main(args),
         Command::Run(args) => cmd::run::main(args),
         Command::Info(args) => cmd::info::main(args),
+        Command::Bench(args) => cmd::bench::main(args),
         Command::Encode(args) => cmd::tokens::encode(args),
         Command::Decode(args) => cmd::tokens::decode(args),
+        Command::Download(args) => cmd::download::main(args),
     }
 }

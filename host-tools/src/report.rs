@@ -62,6 +62,9 @@ pub struct RunReport {
     pub prefill_ms: f64,
     /// Mean time per generated token after the first.
     pub ms_per_token: f64,
+    /// Where the KV cache lived (`run` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv: Option<crate::run::KvPlan>,
 }
 
 impl RunReport {

@@ -5,15 +5,16 @@ use std::io;
 use std::path::Path;
 use std::time::Instant;
 
-use picogpt_core::kv::KvRangeError;
+use picogpt_core::kv::{self, KvCache};
 use picogpt_core::sample::CANDIDATES;
-use picogpt_core::{KvFormat, Model, Picker, RamKv, Sampling, WorkspaceSpec};
+use picogpt_core::{
+    Activations, KvFormat, Model, Picker, RamKv, Sampling, Storage, StorageKv, TieredKv, Workspace,
+    WorkspaceSpec,
+};
 
-use crate::file_storage::FileStorage;
+use crate::file_storage::{FileStorage, KvFile};
+use crate::prefetch::PrefetchingFile;
 use crate::report::{RunReport, StepReport, TopEntry};
-
-/// core's error type over a host file and an in-RAM KV cache.
-pub type CoreError = picogpt_core::Error<io::Error, KvRangeError>;
 
 /// BPE scratch for the device encoder: pieces up to 1 KiB.
 const ENCODE_SCRATCH_WORDS: usize = 2 * 1024 + 2;
@@ -45,6 +46,13 @@ pub struct RunOptions {
     pub verify: bool,
     /// How each token is chosen.
     pub sampling: Sampling,
+    /// Kernel path for int8 weights.
+    pub activations: Activations,
+    /// Read the next chunk on a second thread while core computes (double buffering).
+    pub prefetch: bool,
+    /// Emulate a board's RAM: workspace and KV cache must fit these bytes; KV positions that
+    /// do not are spilled to a file. `None`: all in RAM.
+    pub ram_budget: Option<usize>,
 }
 
 impl RunOptions {
@@ -63,6 +71,9 @@ impl RunOptions {
             kv: KvFormat::F32,
             verify: true,
             sampling: Sampling::Greedy,
+            activations: Activations::F32,
+            prefetch: false,
+            ram_budget: None,
         }
     }
 }
@@ -71,21 +82,35 @@ impl RunOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The pack could not be opened.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Open {
         /// The pack.
         path: String,
         /// The I/O error.
-        source: io::Error,
+        error: io::Error,
     },
-    /// The pack or the request is invalid, or reading failed.
-    #[error("{path}: {source}")]
+    /// The pack or the request is invalid, or reading failed (core's error, whose type
+    /// depends on the KV cache in use).
+    #[error("{path}: {error}")]
     Core {
         /// The pack.
         path: String,
         /// core's error.
-        source: CoreError,
+        error: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The RAM budget does not even hold the workspace.
+    #[error(
+        "a RAM budget of {budget} bytes is less than the {workspace} bytes the workspace needs"
+    )]
+    Budget {
+        /// The budget.
+        budget: usize,
+        /// Bytes of the workspace.
+        workspace: usize,
+    },
+    /// The spill file for the KV cache could not be created.
+    #[error("creating the KV spill file: {0}")]
+    SpillFile(io::Error),
     /// The request does not fit the model.
     #[error("prompt of {prompt} tokens + {n} generated needs {needed} positions, n_ctx is {n_ctx}")]
     TooLong {
@@ -101,106 +126,193 @@ pub enum RunError {
     /// Nothing to do.
     #[error("-n is 0: nothing to generate")]
     NothingToGenerate,
-    /// An empty token-id prompt (an empty text prompt starts from `<|endoftext|>`).
-    #[error("the prompt has no token ids")]
-    EmptyTokens,
 }
 
 /// Generates after the prompt; `on_step` sees each step as soon as it is chosen.
 pub fn run(
     path: &Path,
     opts: &RunOptions,
-    mut on_step: impl FnMut(&StepReport),
+    on_step: impl FnMut(&StepReport),
 ) -> Result<RunReport, RunError> {
     let name = path.display().to_string();
-    let core = |source| RunError::Core { path: name.clone(), source };
     if opts.n == 0 {
         return Err(RunError::NothingToGenerate);
     }
-    let storage =
-        FileStorage::open(path).map_err(|source| RunError::Open { path: name.clone(), source })?;
-    let mut model = Model::open(storage).map_err(|e| core(e.with_kv()))?;
+    let open_error = |error| RunError::Open { path: name.clone(), error };
+    if opts.prefetch {
+        let storage = PrefetchingFile::open(path).map_err(open_error)?;
+        run_storage(storage, &name, opts, on_step)
+    } else {
+        let storage = FileStorage::open(path).map_err(open_error)?;
+        run_storage(storage, &name, opts, on_step)
+    }
+}
+
+/// Where the KV cache lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct KvPlan {
+    /// Positions held in RAM.
+    pub ram_positions: usize,
+    /// Positions spilled to a file, as a board spills to its SD card.
+    pub spilled_positions: usize,
+}
+
+/// Generation over any storage of the pack (`name` labels its errors): plans the memory,
+/// then runs the steps. [`run`] is this over the file.
+pub fn run_storage<S>(
+    storage: S,
+    name: &str,
+    opts: &RunOptions,
+    on_step: impl FnMut(&StepReport),
+) -> Result<RunReport, RunError>
+where
+    S: Storage,
+    S::Error: std::error::Error + Send + Sync + 'static,
+{
+    let core = core_error(name);
+    let mut model = Model::open(storage).map_err(|e| core(Box::new(e)))?;
     let cfg = *model.config();
-    let end_of_text = model.tokenizer().map(|t| t.end_of_text);
-    let prompt = prompt_tokens(&mut model, &opts.prompt).map_err(|e| core(e.with_kv()))?;
+    let prompt = prompt_tokens(&mut model, &opts.prompt).map_err(|e| core(Box::new(e)))?;
     // The last generated token is printed, not fed back.
     let needed = prompt.len() + opts.n - 1;
     if needed > cfg.n_ctx as usize {
         let (prompt, n, n_ctx) = (prompt.len(), opts.n, cfg.n_ctx as usize);
         return Err(RunError::TooLong { prompt, n, needed, n_ctx });
     }
-    let spec =
-        WorkspaceSpec { batch: opts.batch.clamp(1, prompt.len()), chunk_bytes: opts.chunk_bytes };
-    let working_bytes = model.workspace_bytes(&spec) as u64;
-    let mut ws_mem = vec![0.0f32; working_bytes as usize / 4];
-    let mut ws = model.workspace(&spec, &mut ws_mem).map_err(|e| core(e.with_kv()))?;
-    let mut kv_mem = vec![0u8; RamKv::bytes_per_position(&cfg, opts.kv) * needed];
-    let mut kv = RamKv::new(&cfg, opts.kv, &mut kv_mem);
-
-    let mut steps = Vec::with_capacity(opts.n);
-    let mut input = prompt.clone();
-    let mut pos = 0;
-    let mut prefill_ms = 0.0;
-    let started = Instant::now();
-    for step in 0..opts.n {
-        model.set_verify(opts.verify && step == 0);
-        let t0 = Instant::now();
-        let mut picker = Picker::<CANDIDATES>::new(opts.sampling, step as u64);
-        model.forward(&mut ws, &mut kv, &input, pos, &mut picker).map_err(core)?;
-        if step == 0 {
-            prefill_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let spec = WorkspaceSpec::new(opts.batch.clamp(1, prompt.len()), opts.chunk_bytes)
+        .with_activations(opts.activations);
+    let workspace = model.workspace_bytes(&spec);
+    let ram_positions = match opts.ram_budget {
+        None => needed,
+        Some(budget) => {
+            let spill_buffer = StorageKv::<KvFile>::buffer_bytes(&cfg, opts.kv);
+            let kv_budget = budget.checked_sub(workspace + spill_buffer);
+            let kv_budget = kv_budget.ok_or(RunError::Budget { budget, workspace })?;
+            kv::positions_in(&cfg, opts.kv, kv_budget).min(needed)
         }
-        let choice = picker.choose();
-        let mut top = Vec::with_capacity(3);
-        for c in picker.candidates::<3>() {
-            let text = token_bytes(&mut model, c.token).map_err(|e| core(e.with_kv()))?;
-            let text = text.map(|b| String::from_utf8_lossy(&b).into_owned());
-            top.push(TopEntry { id: c.token, logit: c.logit, prob: f64::from(c.prob), text });
-        }
-        let bytes = token_bytes(&mut model, choice.token).map_err(|e| core(e.with_kv()))?;
-        let report = StepReport {
-            token: choice.token,
-            text: bytes.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()),
-            bytes: bytes.unwrap_or_default(),
-            top,
-            truncated: choice.truncated,
-        };
-        on_step(&report);
-        steps.push(report);
-        if Some(choice.token) == end_of_text {
-            break;
-        }
-        pos += input.len();
-        input = vec![choice.token];
-    }
-    let total_ms = started.elapsed().as_secs_f64() * 1e3;
-    let after_first = steps.len().saturating_sub(1);
-    let ms_per_token =
-        if after_first > 0 { (total_ms - prefill_ms) / after_first as f64 } else { 0.0 };
+    };
+    let plan = KvPlan { ram_positions, spilled_positions: needed - ram_positions };
+    let mut ws_mem = vec![0.0f32; workspace / 4];
+    let mut ws = model.workspace(&spec, &mut ws_mem).map_err(|e| core(Box::new(e)))?;
+    let mut kv_mem = vec![0u8; kv::bytes_per_position(&cfg, opts.kv) * ram_positions];
+    let ram = RamKv::new(&cfg, opts.kv, &mut kv_mem);
+    let mut steps = if plan.spilled_positions == 0 {
+        Steps::run(&mut model, &mut ws, ram, &prompt, opts, name, on_step)?
+    } else {
+        let per_position = kv::bytes_per_position(&cfg, opts.kv) as u64;
+        let file = KvFile::create(per_position * plan.spilled_positions as u64)
+            .map_err(RunError::SpillFile)?;
+        let mut buf = vec![0u8; StorageKv::<KvFile>::buffer_bytes(&cfg, opts.kv)];
+        let spill = StorageKv::new(&cfg, opts.kv, file, 0, plan.spilled_positions, &mut buf)
+            .map_err(|e| core(Box::new(e)))?;
+        let kv = TieredKv::new(ram, spill);
+        Steps::run(&mut model, &mut ws, kv, &prompt, opts, name, on_step)?
+    };
+    let end_of_text = model.tokenizer().map(|t| t.end_of_text);
     let text = end_of_text.map(|eot| {
-        let bytes: Vec<u8> =
-            steps.iter().filter(|s| s.token != eot).flat_map(|s| s.bytes.iter().copied()).collect();
+        let bytes: Vec<u8> = steps
+            .reports
+            .iter()
+            .filter(|s| s.token != eot)
+            .flat_map(|s| s.bytes.iter().copied())
+            .collect();
         String::from_utf8_lossy(&bytes).into_owned()
     });
     Ok(RunReport {
         model: cfg,
         quant: quant_name(&model.layout().quant().matrices),
         prompt,
-        steps,
+        steps: std::mem::take(&mut steps.reports),
         text,
         first_logits: None,
         bytes_read: model.bytes_read(),
-        working_bytes,
-        prefill_ms,
-        ms_per_token,
+        working_bytes: workspace as u64,
+        prefill_ms: steps.prefill_ms,
+        ms_per_token: steps.ms_per_token,
+        kv: Some(plan),
     })
 }
 
+/// Wraps core's errors (of whatever KV cache) with the pack's name.
+fn core_error(name: &str) -> impl Fn(Box<dyn std::error::Error + Send + Sync>) -> RunError + '_ {
+    move |error| RunError::Core { path: name.to_owned(), error }
+}
+
+/// The generated steps and their timing.
+struct Steps {
+    reports: Vec<StepReport>,
+    prefill_ms: f64,
+    ms_per_token: f64,
+}
+
+impl Steps {
+    /// The prompt's pass, then one pass per generated token, until `-n` or `<|endoftext|>`.
+    fn run<S, K>(
+        model: &mut Model<S>,
+        ws: &mut Workspace<'_>,
+        mut kv: K,
+        prompt: &[u32],
+        opts: &RunOptions,
+        name: &str,
+        mut on_step: impl FnMut(&StepReport),
+    ) -> Result<Self, RunError>
+    where
+        S: Storage,
+        S::Error: std::error::Error + Send + Sync + 'static,
+        K: KvCache,
+        K::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let core = core_error(name);
+        let end_of_text = model.tokenizer().map(|t| t.end_of_text);
+        let mut reports = Vec::with_capacity(opts.n);
+        let mut input = prompt.to_vec();
+        let mut pos = 0;
+        let mut prefill_ms = 0.0;
+        let started = Instant::now();
+        for step in 0..opts.n {
+            model.set_verify(opts.verify && step == 0);
+            let t0 = Instant::now();
+            let mut picker = Picker::<CANDIDATES>::new(opts.sampling, step as u64);
+            model.forward(ws, &mut kv, &input, pos, &mut picker).map_err(|e| core(Box::new(e)))?;
+            if step == 0 {
+                prefill_ms = t0.elapsed().as_secs_f64() * 1e3;
+            }
+            let choice = picker.choose();
+            let mut top = Vec::with_capacity(3);
+            for c in picker.candidates::<3>() {
+                let text = token_bytes(model, c.token).map_err(|e| core(Box::new(e)))?;
+                let text = text.map(|b| String::from_utf8_lossy(&b).into_owned());
+                top.push(TopEntry { id: c.token, logit: c.logit, prob: f64::from(c.prob), text });
+            }
+            let bytes = token_bytes(model, choice.token).map_err(|e| core(Box::new(e)))?;
+            let report = StepReport {
+                token: choice.token,
+                text: bytes.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()),
+                bytes: bytes.unwrap_or_default(),
+                top,
+                truncated: choice.truncated,
+            };
+            on_step(&report);
+            reports.push(report);
+            if Some(choice.token) == end_of_text {
+                break;
+            }
+            pos += input.len();
+            input = vec![choice.token];
+        }
+        let total_ms = started.elapsed().as_secs_f64() * 1e3;
+        let after_first = reports.len().saturating_sub(1);
+        let ms_per_token =
+            if after_first > 0 { (total_ms - prefill_ms) / after_first as f64 } else { 0.0 };
+        Ok(Self { reports, prefill_ms, ms_per_token })
+    }
+}
+
 /// The prompt as token ids, encoded by core when it is text.
-fn prompt_tokens(
-    model: &mut Model<FileStorage>,
+fn prompt_tokens<S: Storage>(
+    model: &mut Model<S>,
     prompt: &Prompt,
-) -> Result<Vec<u32>, picogpt_core::Error<io::Error>> {
+) -> Result<Vec<u32>, picogpt_core::Error<S::Error>> {
     match prompt {
         Prompt::Tokens(ids) if ids.is_empty() => Err(picogpt_core::Error::EmptyInput),
         Prompt::Tokens(ids) => Ok(ids.clone()),
@@ -220,10 +332,10 @@ fn prompt_tokens(
 }
 
 /// A token's bytes as core decodes them from the pack (`None` without a tokenizer).
-fn token_bytes(
-    model: &mut Model<FileStorage>,
+fn token_bytes<S: Storage>(
+    model: &mut Model<S>,
     token: u32,
-) -> Result<Option<Vec<u8>>, picogpt_core::Error<io::Error>> {
+) -> Result<Option<Vec<u8>>, picogpt_core::Error<S::Error>> {
     if model.tokenizer().is_none() {
         return Ok(None);
     }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 use host_tools::file_storage::FileStorage;
 use picogpt_core::{KvFormat, Model, RamKv, WorkspaceSpec};
 
@@ -22,7 +22,8 @@ pub struct Args {
 }
 
 pub fn main(args: Args) -> Result<()> {
-    let storage = FileStorage::open(&args.file).with_context(|| args.file.display().to_string())?;
+    let storage =
+        FileStorage::open(&args.file).map_err(|e| anyhow!("{}: {e}", args.file.display()))?;
     let model = Model::open(storage).map_err(|e| anyhow!("{}: {e}", args.file.display()))?;
     let cfg = model.config();
     let layout = model.layout();
@@ -52,7 +53,7 @@ pub fn main(args: Args) -> Result<()> {
         layout.tensor_count(),
         layout.weights_end()
     );
-    let spec = WorkspaceSpec { batch: args.batch, chunk_bytes: args.chunk_bytes };
+    let spec = WorkspaceSpec::new(args.batch, args.chunk_bytes);
     let working = model.workspace_bytes(&spec);
     println!(
         "working memory (batch {}, chunk {} bytes): {working} bytes",

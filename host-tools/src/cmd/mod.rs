@@ -1,5 +1,7 @@
 //! One module per subcommand: its arguments and what it prints.
 
+pub mod bench;
+pub mod download;
 pub mod info;
 pub mod pack;
 pub mod reference;

@@ -22,7 +22,7 @@ pub struct Args {
     quant: QuantArg,
     /// int8 block size along the input dimension (a multiple of 32 dividing n_embd; 0 = one
     /// scale per row).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = INT8_BLOCK)]
     block: u32,
     /// Quantize the LM head's outlier input channels like the rest (for comparison only).
     #[arg(long)]
@@ -32,6 +32,9 @@ pub struct Args {
     no_tokenizer: bool,
 }
 
+/// The default int8 block: 32 inputs per scale.
+pub const INT8_BLOCK: u32 = 32;
+
 /// Weight formats `pack` offers.
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum QuantArg {
@@ -40,32 +43,63 @@ pub enum QuantArg {
     F32,
 }
 
+impl QuantArg {
+    /// `int8`, `f16` or `f32`, as in the pack's file name `model-<quant>.pgpt`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Int8 => "int8",
+            Self::F16 => "f16",
+            Self::F32 => "f32",
+        }
+    }
+
+    /// The matrix format, with `block` inputs per int8 scale.
+    pub fn matrices(self, block: u32) -> MatrixFormat {
+        match self {
+            Self::F32 => MatrixFormat::F32,
+            Self::F16 => MatrixFormat::F16,
+            Self::Int8 => MatrixFormat::Int8 { block },
+        }
+    }
+}
+
 pub fn main(args: Args) -> Result<()> {
-    let weights = checkpoint::load(&args.model_dir)?;
-    let matrices = match args.quant {
-        QuantArg::F32 => MatrixFormat::F32,
-        QuantArg::F16 => MatrixFormat::F16,
-        QuantArg::Int8 => MatrixFormat::Int8 { block: args.block },
-    };
-    let opts = PackOptions { matrices, lm_head_outliers: !args.no_outliers };
-    let tokenizer = if args.no_tokenizer {
-        None
+    let matrices = args.quant.matrices(args.block);
+    let summary =
+        pack_folder(&args.model_dir, &args.out, matrices, !args.no_outliers, !args.no_tokenizer)?;
+    print_summary(&args.out, &summary);
+    Ok(())
+}
+
+/// Packs the checkpoint folder `model_dir` into `out` with a progress bar, taking the
+/// tokenizer from the folder (or tiktoken's GPT-2) unless `with_tokenizer` is false: what
+/// `pack` does, and what `run --model_size` does on first use.
+pub fn pack_folder(
+    model_dir: &Path,
+    out: &Path,
+    matrices: MatrixFormat,
+    lm_head_outliers: bool,
+    with_tokenizer: bool,
+) -> Result<PackSummary> {
+    let weights = checkpoint::load(model_dir)?;
+    let opts = PackOptions { matrices, lm_head_outliers };
+    let tokenizer = if with_tokenizer {
+        Tokenizer::for_pack(model_dir, weights.config.vocab_size)?
     } else {
-        Tokenizer::for_pack(&args.model_dir, weights.config.vocab_size)?
+        None
     };
     if tokenizer.is_none() {
         println!("no tokenizer in the pack: it runs with token ids only");
     }
     let bar = ProgressBar::new(0)
         .with_style(ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {wide_msg}")?);
-    let summary = pack(&weights, tokenizer.as_ref(), &opts, &args.out, |done, total, tensor| {
+    let summary = pack(&weights, tokenizer.as_ref(), &opts, out, |done, total, tensor| {
         bar.set_length(total);
         bar.set_position(done);
         bar.set_message(tensor.to_string());
     })?;
     bar.finish_and_clear();
-    print_summary(&args.out, &summary);
-    Ok(())
+    Ok(summary)
 }
 
 fn print_summary(out: &Path, s: &PackSummary) {

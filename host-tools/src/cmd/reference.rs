@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Result, anyhow};
 use host_tools::report::{RunReport, StepReport, TopEntry};
 use host_tools::tokenizer::Tokenizer;
 use host_tools::{checkpoint, reference};
@@ -78,9 +78,10 @@ pub fn main(args: Args) -> Result<()> {
         working_bytes: 0,
         prefill_ms: 0.0,
         ms_per_token: elapsed_ms / args.n.max(1) as f64,
+        kv: None,
     };
     if let Some(path) = args.json {
-        report.write(&path).with_context(|| format!("writing {}", path.display()))?;
+        report.write(&path).map_err(|e| anyhow!("writing {}: {e}", path.display()))?;
     }
     Ok(())
 }

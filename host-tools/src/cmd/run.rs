@@ -5,12 +5,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use clap::ValueEnum;
 use host_tools::report::StepReport;
 use host_tools::run::{Prompt, RunOptions, run};
 use picogpt_core::utf8::Utf8Stream;
-use picogpt_core::{KvFormat, RandomSampling, Sampling};
+use picogpt_core::{Activations, KvFormat, RandomSampling, Sampling};
 
 use super::pack::QuantArg;
 use super::{candidate_line, join};
@@ -30,7 +30,8 @@ pub struct Args {
     /// GPT-2 size whose pack to use from --models_dir: 124M, 355M, 774M or 1558M.
     #[arg(long, visible_alias = "model_size")]
     model_size: Option<ModelSize>,
-    /// Where `--model_size` looks: `<models_dir>/<size>/model-<quant>.pgpt`.
+    /// Where `--model_size` looks: `<models_dir>/<size>/model-<quant>.pgpt` (downloaded from
+    /// the hub and packed on first use).
     #[arg(long, visible_alias = "models_dir", default_value = "models")]
     models_dir: PathBuf,
     /// Which pack `--model_size` looks for.
@@ -60,12 +61,24 @@ pub struct Args {
     /// KV cache element format.
     #[arg(long, value_enum, default_value_t = KvArg::F32)]
     kv: KvArg,
+    /// How activations meet int8 weights: exact f32, or int8 with integer dot products.
+    #[arg(long, value_enum, default_value_t = ActivationsArg::F32)]
+    activations: ActivationsArg,
     /// Skip the CRC check of the first pass.
     #[arg(long)]
     no_verify: bool,
+    /// Read each next chunk on a second thread while core computes (double buffering).
+    #[arg(long)]
+    prefetch: bool,
+    /// Emulate a board's RAM (e.g. 400K, 2M): workspace and KV cache must fit; KV positions
+    /// beyond it spill to a file, as a board spills to its SD card.
+    #[arg(long, value_parser = parse_bytes)]
+    ram_budget: Option<usize>,
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
+    #[command(flatten)]
+    hub: super::download::HubArgs,
 }
 
 /// The released GPT-2 sizes.
@@ -94,6 +107,12 @@ impl ModelSize {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum ActivationsArg {
+    F32,
+    Int8,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum KvArg {
     F32,
     F16,
@@ -117,7 +136,13 @@ pub fn main(args: Args) -> Result<()> {
             KvArg::Int8 => KvFormat::Int8,
         },
         verify: !args.no_verify,
+        prefetch: args.prefetch,
+        ram_budget: args.ram_budget,
         sampling,
+        activations: match args.activations {
+            ActivationsArg::F32 => Activations::F32,
+            ActivationsArg::Int8 => Activations::Int8,
+        },
         ..RunOptions::with_prompt(prompt, args.n_tokens_to_generate)
     };
     let mut index = 0;
@@ -144,6 +169,12 @@ pub fn main(args: Args) -> Result<()> {
         if report.steps.iter().any(|s| s.truncated) {
             println!("note: top-p's nucleus exceeded the 64 kept candidates; drawn among those");
         }
+        if let (Some(budget), Some(kv)) = (args.ram_budget, report.kv) {
+            println!(
+                "RAM budget {budget} bytes: workspace {} bytes, KV cache {} positions in RAM, {} spilled to a file",
+                report.working_bytes, kv.ram_positions, kv.spilled_positions
+            );
+        }
         let per_token = report.bytes_read as f64 / report.steps.len() as f64;
         println!(
             "prompt pass {:.1} ms, {:.2} ms/token after it, {:.0} bytes read/token, working memory {} bytes",
@@ -151,7 +182,7 @@ pub fn main(args: Args) -> Result<()> {
         );
     }
     if let Some(path) = args.json {
-        report.write(&path).with_context(|| format!("writing {}", path.display()))?;
+        report.write(&path).map_err(|e| anyhow!("writing {}: {e}", path.display()))?;
     }
     Ok(())
 }
@@ -160,25 +191,7 @@ pub fn main(args: Args) -> Result<()> {
 fn file_and_prompt(args: &Args) -> Result<(PathBuf, Option<String>)> {
     let mut positional = args.positional.iter().cloned();
     let file = match args.model_size {
-        Some(size) => {
-            let quant = match args.quant {
-                QuantArg::Int8 => "int8",
-                QuantArg::F16 => "f16",
-                QuantArg::F32 => "f32",
-            };
-            let path = args.models_dir.join(size.name()).join(format!("model-{quant}.pgpt"));
-            if !path.exists() {
-                bail!(
-                    "no pack at {}: put the checkpoint of GPT-2 {} in {} and run `host-tools pack {} -o {} --quant {quant}`",
-                    path.display(),
-                    size.name(),
-                    args.models_dir.join(size.name()).display(),
-                    args.models_dir.join(size.name()).display(),
-                    path.display()
-                );
-            }
-            path
-        }
+        Some(size) => super::download::first_use(size, &args.models_dir, args.quant, &args.hub)?,
         None => PathBuf::from(
             positional.next().ok_or_else(|| anyhow!("give a packed file or --model_size"))?,
         ),
@@ -194,6 +207,24 @@ fn utf8_prompt(raw: OsString) -> Result<String> {
         let offset = std::str::from_utf8(bytes).err().map_or(0, |e| e.valid_up_to());
         anyhow!("the prompt is not valid UTF-8 (byte {offset} of {})", bytes.len())
     })
+}
+
+/// `400K`, `2M`, `1G` or plain bytes (K = 1024).
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let (digits, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_uppercase()),
+        _ => (text, 'B'),
+    };
+    let scale: usize = match unit {
+        'B' => 1,
+        'K' => 1 << 10,
+        'M' => 1 << 20,
+        'G' => 1 << 30,
+        _ => return Err(format!("unknown unit {unit:?} in {text:?} (use K, M or G)")),
+    };
+    let n: usize =
+        digits.trim().parse().map_err(|_| format!("{text:?} is not a size like 400K"))?;
+    n.checked_mul(scale).ok_or_else(|| format!("{text:?} is too large"))
 }
 
 /// Greedy unless a sampling option is given.

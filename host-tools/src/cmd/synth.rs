@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Result, anyhow};
 use clap::ValueEnum;
 use host_tools::checkpoint::{self, Dtype, WriteOptions};
 use host_tools::synth;
@@ -71,7 +71,7 @@ pub fn main(args: Args) -> Result<()> {
         lm_head: args.lm_head,
     };
     std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+        .map_err(|e| anyhow!("creating {}: {e}", args.out.display()))?;
     checkpoint::write(&args.out, &weights, &opts)?;
     if config.vocab_size == GPT2_VOCAB {
         // As in the hub's folders: GPT-2's real vocabulary beside the (synthetic) weights.
