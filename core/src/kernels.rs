@@ -134,12 +134,13 @@ pub fn quantize_q8(x: &[f32], q: &mut [i16], scales: &mut [f32]) {
     }
 }
 
-/// Where element `k` of a block sits in the quantized activations: Cortex-M's DSP kernel
-/// reads each group of four as (0, 2) and (1, 3) pairs, matching `SXTB16` on the weights;
-/// elsewhere the order is natural. The integer sums, and so the results, are the same.
+/// Where element `k` of a block sits in the quantized activations: the Cortex-M DSP kernel
+/// (feature `dsp`) reads each group of four as the pairs (0, 2) and (1, 3), matching what
+/// `SXTB16` extracts from four weight bytes; elsewhere the order is natural. The integer sums,
+/// and so the results, are the same either way.
 #[inline(always)]
 pub const fn q8_position(k: usize) -> usize {
-    if cfg!(all(target_arch = "arm", target_feature = "dsp")) {
+    if cfg!(all(target_arch = "arm", feature = "dsp")) {
         (k & !3) | ((k & 1) << 1) | ((k >> 1) & 1)
     } else {
         k
@@ -150,6 +151,9 @@ pub const fn q8_position(k: usize) -> usize {
 /// `{ f16 d; i8 w[block] }` against activations quantized by [`quantize_q8`]: exact integer
 /// dot products per 32 elements, then the scales in f32, block after block.
 pub fn dot_q8(w: &[u8], block: usize, q: &[i16], scales: &[f32], acc: &mut f32) {
+    if block == Q8_BLOCK {
+        return dot_q8_32(w, q, scales, acc);
+    }
     let mut total = *acc;
     for (blk, (qb, sb)) in w
         .chunks_exact(2 + block)
@@ -157,7 +161,8 @@ pub fn dot_q8(w: &[u8], block: usize, q: &[i16], scales: &[f32], acc: &mut f32) 
     {
         let d = f16_to_f32(le_u16(blk, 0));
         let mut part = 0.0f32;
-        for ((ws, qs), &s) in blk[2..].chunks_exact(Q8_BLOCK).zip(qs_blocks(qb)).zip(sb) {
+        for ((ws, qs), &s) in blk[2..].chunks_exact(Q8_BLOCK).zip(qb.chunks_exact(Q8_BLOCK)).zip(sb)
+        {
             part += s * isum32(ws, qs) as f32;
         }
         total += d * part;
@@ -165,12 +170,21 @@ pub fn dot_q8(w: &[u8], block: usize, q: &[i16], scales: &[f32], acc: &mut f32) 
     *acc = total;
 }
 
-fn qs_blocks(q: &[i16]) -> core::slice::ChunksExact<'_, i16> {
-    q.chunks_exact(Q8_BLOCK)
+/// [`dot_q8`] for weight blocks of 32, the default: the same operations (`0 + s·isum` is
+/// `s·isum` exactly), without the inner loop over sub-blocks.
+fn dot_q8_32(w: &[u8], q: &[i16], scales: &[f32], acc: &mut f32) {
+    let mut total = *acc;
+    for ((blk, qb), &s) in
+        w.chunks_exact(2 + Q8_BLOCK).zip(q.chunks_exact(Q8_BLOCK)).zip(scales)
+    {
+        let d = f16_to_f32(le_u16(blk, 0));
+        total += d * (s * isum32(&blk[2..], qb) as f32);
+    }
+    *acc = total;
 }
 
 /// Σ w·x over one block of 32 (weights as stored, activations in [`q8_position`] order).
-#[cfg(not(all(target_arch = "arm", target_feature = "dsp")))]
+#[cfg(not(all(target_arch = "arm", feature = "dsp")))]
 #[inline(always)]
 fn isum32(w: &[u8], x: &[i16]) -> i32 {
     isum32_plain(w, x)
@@ -187,27 +201,29 @@ pub fn isum32_plain(w: &[u8], x: &[i16]) -> i32 {
 }
 
 /// Σ w·x over one block of 32 with the Cortex-M DSP extension: `SXTB16` splits four weight
-/// bytes into two pairs of halfwords and `SMLAD` multiplies and adds a pair per instruction.
-#[cfg(all(target_arch = "arm", target_feature = "dsp"))]
+/// bytes into two pairs of halfwords and `SMLAD` multiplies and adds a pair per instruction,
+/// against activations already stored as those pairs (two per word).
+#[cfg(all(target_arch = "arm", feature = "dsp"))]
 #[inline(always)]
 fn isum32(w: &[u8], x: &[i16]) -> i32 {
+    let Ok(pairs) = bytemuck::try_cast_slice::<i16, u32>(x) else {
+        return isum32_plain(w, x);
+    };
     let mut sum = 0i32;
-    for (w4, x4) in w.chunks_exact(4).zip(x.chunks_exact(4)) {
-        let ww = u32::from_le_bytes([w4[0], w4[1], w4[2], w4[3]]);
-        let even = (x4[0] as u16 as u32) | ((x4[1] as u16 as u32) << 16);
-        let odd = (x4[2] as u16 as u32) | ((x4[3] as u16 as u32) << 16);
+    for (w4, xp) in w.chunks_exact(4).zip(pairs.chunks_exact(2)) {
+        let word = u32::from_le_bytes([w4[0], w4[1], w4[2], w4[3]]);
         // SAFETY: SXTB16 and SMLAD only read and write the named registers.
         unsafe {
             core::arch::asm!(
-                "sxtb16 {we}, {w}",
-                "sxtb16 {wo}, {w}, ror #8",
-                "smlad {s}, {we}, {xe}, {s}",
-                "smlad {s}, {wo}, {xo}, {s}",
-                w = in(reg) ww,
-                xe = in(reg) even,
-                xo = in(reg) odd,
-                we = out(reg) _,
-                wo = out(reg) _,
+                "sxtb16 {lo}, {w}",
+                "sxtb16 {hi}, {w}, ror #8",
+                "smlad {s}, {lo}, {xe}, {s}",
+                "smlad {s}, {hi}, {xo}, {s}",
+                w = in(reg) word,
+                xe = in(reg) xp[0],
+                xo = in(reg) xp[1],
+                lo = out(reg) _,
+                hi = out(reg) _,
                 s = inout(reg) sum,
                 options(pure, nomem, nostack),
             );
