@@ -21,8 +21,7 @@ cat <<'NOTE'
 
 The weights above are synthetic (deterministic from the seed, GPT-2 architecture and
 statistics) while the tokenizer is GPT-2's real one, so the text is real tokens in
-random order, not English. For OpenAI's GPT-2, download config.json and
-model.safetensors of openai-community/gpt2 from the Hugging Face hub into a folder and run
-  target/release/host-tools pack FOLDER -o gpt2-int8.pgpt --quant int8
-(see README.md, "Real GPT-2 weights").
+random order, not English. With internet, OpenAI's GPT-2 is one command away (downloads
+and packs it on first use; see README.md, "Real GPT-2 weights"):
+  target/release/host-tools run "Alan Turing theorized that computers would one day become" --model_size 124M --models_dir models
 NOTE
