@@ -4,7 +4,7 @@ use core::convert::Infallible;
 use core::fmt;
 
 use crate::config::ConfigError;
-use crate::format::{MatrixFormat, TensorFormat, TensorId};
+use crate::format::{MatrixFormat, TensorFormat, TensorId, TensorKind};
 
 /// What is wrong with a pack file's contents.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,6 +153,13 @@ pub enum QuantError {
         /// The matrix format.
         format: MatrixFormat,
     },
+    /// A format override names a tensor that is not a matrix, or a block that does not exist.
+    BadOverride {
+        /// The tensor kind.
+        kind: TensorKind,
+        /// The block index (`u16::MAX`: every block).
+        layer: u16,
+    },
     /// An outlier channel is out of range or not in increasing order.
     BadOutlier {
         /// The channel.
@@ -172,6 +179,11 @@ impl fmt::Display for QuantError {
             Self::OutliersWithoutInt8 { format } => {
                 write!(f, "LM-head outlier channels listed for {format} weights")
             }
+            Self::BadOverride { kind, layer } => write!(
+                f,
+                "format override for {} (block {layer}) names no matrix of this model",
+                kind.hf_name()
+            ),
             Self::BadOutlier { channel, n_embd } => write!(
                 f,
                 "LM-head outlier channel {channel} is out of order or not below n_embd {n_embd}"

@@ -22,7 +22,7 @@ use crate::config::{BLOCK_ELEMS, ModelConfig};
 /// First four bytes of every pack.
 pub const MAGIC: [u8; 4] = *b"PGPT";
 /// The format version this crate reads and writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Bytes before the manifest: magic, version, manifest length, manifest CRC32.
 pub const HEADER_BYTES: usize = 16;
 /// Alignment of every tensor in the file: one SD-card sector.
@@ -79,6 +79,9 @@ pub enum MatrixFormat {
         /// Input elements per block: a multiple of 32, or 0 for a whole row.
         block: u32,
     },
+    /// 4-bit weights in blocks of 32 with an f16 scale, as ggml's Q4_0
+    /// (`{ f16 d; u8 q[16] }`, element 2j in the low nibble of byte j, value = d·(q − 8)).
+    Int4,
 }
 
 impl fmt::Display for MatrixFormat {
@@ -88,19 +91,45 @@ impl fmt::Display for MatrixFormat {
             Self::F16 => f.write_str("f16"),
             Self::Int8 { block: 0 } => f.write_str("int8 (per row)"),
             Self::Int8 { block } => write!(f, "int8 (blocks of {block})"),
+            Self::Int4 => f.write_str("int4 (blocks of 32)"),
         }
     }
 }
+
+/// Most per-tensor format overrides a pack may carry.
+pub const MAX_OVERRIDES: usize = 64;
 
 /// The quantization choices of a pack.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct QuantScheme {
-    /// Format of every 2-D weight (and of `wte`, the tied LM head).
+    /// Format of every 2-D weight (and of `wte`, the tied LM head) unless overridden.
     pub matrices: MatrixFormat,
     /// Input channels of the LM head stored beside each int8 `wte` row in f16, because the
-    /// final layer norm makes them far larger than the rest (empty for f32/f16 packs).
+    /// final layer norm makes them far larger than the rest (empty unless `wte` is int8).
     pub lm_head_outliers: heapless::Vec<u16, MAX_OUTLIERS>,
+    /// Matrices kept in another format than `matrices` (mixed precision: say, an int4 pack
+    /// whose LM head stays int8). The first matching entry wins.
+    pub overrides: heapless::Vec<FormatOverride, MAX_OVERRIDES>,
+}
+
+impl QuantScheme {
+    /// One format for every matrix, no outlier channels, no overrides.
+    pub fn uniform(matrices: MatrixFormat) -> Self {
+        Self { matrices, lm_head_outliers: heapless::Vec::new(), overrides: heapless::Vec::new() }
+    }
+}
+
+/// A matrix (or a kind of matrix in every block) stored in its own format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct FormatOverride {
+    /// Which matrix kind: a block matrix or `wte`.
+    pub kind: TensorKind,
+    /// Which block, or [`NO_LAYER`] for every block (and for `wte`).
+    pub layer: u16,
+    /// Its format.
+    pub format: MatrixFormat,
 }
 
 /// Everything in the manifest except the tensor table.
@@ -166,6 +195,8 @@ pub enum DType {
     F16,
     /// int8 blocks with an f16 scale each.
     Int8,
+    /// 4-bit blocks of 32 with an f16 scale each.
+    Int4,
 }
 
 /// How one tensor's rows are laid out.
@@ -195,6 +226,7 @@ impl TensorFormat {
             DType::F32 => 4 * n,
             DType::F16 => 2 * n,
             DType::Int8 => 2 + n,
+            DType::Int4 => 2 + n / 2,
         }
     }
 
@@ -211,6 +243,7 @@ impl fmt::Display for TensorFormat {
             DType::F32 => f.write_str("f32")?,
             DType::F16 => f.write_str("f16")?,
             DType::Int8 => write!(f, "int8 blocks of {}", self.block)?,
+            DType::Int4 => write!(f, "int4 blocks of {}", self.block)?,
         }
         if self.extras > 0 {
             write!(f, " + {} f16 outlier channels", self.extras)?;

@@ -7,8 +7,8 @@ use crate::config::ModelConfig;
 use crate::error::Error;
 use crate::format::{DType, TensorFormat, TensorId, TensorKind};
 use crate::kernels::{
-    LANES, Lanes, Q8_BLOCK, decode_f16, decode_f32, decode_int8, dot, dot_f16, dot_f32, dot_int8,
-    dot_q8, f16_to_f32, quantize_q8, reduce, sum,
+    LANES, Lanes, Q8_BLOCK, decode_f16, decode_f32, decode_int4, decode_int8, dot, dot_f16,
+    dot_f32, dot_int4, dot_int8, dot_q4, dot_q8, f16_to_f32, quantize_q8, reduce, sum,
 };
 use crate::kv::KvCache;
 use crate::layout::Layout;
@@ -213,7 +213,7 @@ impl<S: Storage> Weights<'_, S> {
         out: &mut [f32],
     ) -> Result<(), Error<S::Error, KE>> {
         let id = TensorId::global(kind);
-        let format = self.layout.format(kind);
+        let format = self.layout.format(id);
         let cols = self.layout.shape(kind).1;
         let row_bytes = format.row_bytes(cols);
         let offset = self.layout.offset(id) + (row * row_bytes) as u64;
@@ -311,7 +311,7 @@ impl<S: Storage> Ctx<'_, S> {
     ) -> Result<(), Error<S::Error, KE>> {
         let n = input.len() / in_stride;
         let (rows, cols) = self.weights.layout.shape(weight.kind);
-        let format = self.weights.layout.format(weight.kind);
+        let format = self.weights.layout.format(weight);
         let Self { weights, lanes, activations, q8, q8_scales } = self;
         let input = prepare(&format, *activations, input, in_stride, n, cols, q8, q8_scales);
         let lanes = &mut lanes[..n];
@@ -343,7 +343,7 @@ impl<S: Storage> Ctx<'_, S> {
         let id = TensorId::global(TensorKind::Wte);
         let layout = self.weights.layout;
         let (rows, cols) = layout.shape(TensorKind::Wte);
-        let format = layout.format(TensorKind::Wte);
+        let format = layout.format(id);
         let extras = 2 * format.extras as usize;
         let outliers = &layout.quant().lm_head_outliers;
         masked.copy_from_slice(h);
@@ -389,7 +389,8 @@ fn prepare<'a>(
     q8: &'a mut [i16],
     q8_scales: &'a mut [f32],
 ) -> Input<'a> {
-    if format.dtype != DType::Int8 || activations != Activations::Int8 {
+    let integer = matches!(format.dtype, DType::Int8 | DType::Int4);
+    if !integer || activations != Activations::Int8 {
         return Input::F32 { x, stride };
     }
     for i in 0..n {
@@ -421,7 +422,11 @@ fn row_dots<S: Storage, KE>(
                 Input::Q8 { q, scales, cols } => {
                     let at = i * cols + col;
                     let (q, s) = (&q[at..at + k], &scales[at / Q8_BLOCK..(at + k) / Q8_BLOCK]);
-                    dot_q8(run, format.block as usize, q, s, &mut acc[0]);
+                    if format.dtype == DType::Int4 {
+                        dot_q4(run, q, s, &mut acc[0]);
+                    } else {
+                        dot_q8(run, format.block as usize, q, s, &mut acc[0]);
+                    }
                 }
             }
         }
@@ -436,6 +441,7 @@ fn dot_run(format: &TensorFormat, w: &[u8], x: &[f32], lanes: &mut Lanes) {
         DType::F32 => dot_f32(w, x, lanes),
         DType::F16 => dot_f16(w, x, lanes),
         DType::Int8 => dot_int8(w, format.block as usize, x, lanes),
+        DType::Int4 => dot_int4(w, x, lanes),
     }
 }
 
@@ -445,6 +451,7 @@ fn decode(format: &TensorFormat, w: &[u8], out: &mut [f32]) {
         DType::F32 => decode_f32(w, out),
         DType::F16 => decode_f16(w, out),
         DType::Int8 => decode_int8(w, format.block as usize, out),
+        DType::Int4 => decode_int4(w, out),
     }
 }
 

@@ -91,6 +91,63 @@ pub fn dot_int8(w: &[u8], block: usize, x: &[f32], lanes: &mut Lanes) {
     *lanes = acc;
 }
 
+/// The 32 weights of an int4 block `{ f16 d; u8 q[16] }`, as integers −8..=7.
+#[inline(always)]
+fn int4_values(q: &[u8]) -> [i8; 32] {
+    let mut v = [0i8; 32];
+    for (j, &b) in q.iter().take(16).enumerate() {
+        v[2 * j] = (b & 0x0f) as i8 - 8;
+        v[2 * j + 1] = (b >> 4) as i8 - 8;
+    }
+    v
+}
+
+/// `lanes += w · x` for int4 blocks of 32 (`x.len()` a multiple of 32), in the same order as
+/// [`dot_int8`]: fresh lanes per block, scaled by `d`.
+pub fn dot_int4(w: &[u8], x: &[f32], lanes: &mut Lanes) {
+    let mut acc = *lanes;
+    for (blk, xb) in w.chunks_exact(2 + 16).zip(x.chunks_exact(32)) {
+        let d = f16_to_f32(le_u16(blk, 0));
+        let q = int4_values(&blk[2..]);
+        let mut part = [0.0f32; LANES];
+        for (qc, xc) in q.chunks_exact(LANES).zip(xb.chunks_exact(LANES)) {
+            for l in 0..LANES {
+                part[l] += f32::from(qc[l]) * xc[l];
+            }
+        }
+        for l in 0..LANES {
+            acc[l] += d * part[l];
+        }
+    }
+    *lanes = acc;
+}
+
+/// `acc += Σ_blocks d · s · (w · q)` for int4 blocks against activations quantized by
+/// [`quantize_q8`], in the order of [`dot_q8`].
+pub fn dot_q4(w: &[u8], q: &[i16], scales: &[f32], acc: &mut f32) {
+    let mut total = *acc;
+    for ((blk, qb), &s) in w.chunks_exact(2 + 16).zip(q.chunks_exact(Q8_BLOCK)).zip(scales) {
+        let d = f16_to_f32(le_u16(blk, 0));
+        let values = int4_values(&blk[2..]);
+        let mut isum = 0i32;
+        for (k, &v) in values.iter().enumerate() {
+            isum += i32::from(v) * i32::from(qb[q8_position(k)]);
+        }
+        total += d * (s * isum as f32);
+    }
+    *acc = total;
+}
+
+/// Decodes int4 blocks into `out` (a multiple of 32 long).
+pub fn decode_int4(w: &[u8], out: &mut [f32]) {
+    for (blk, ob) in w.chunks_exact(2 + 16).zip(out.chunks_exact_mut(32)) {
+        let d = f16_to_f32(le_u16(blk, 0));
+        for (o, v) in ob.iter_mut().zip(int4_values(&blk[2..])) {
+            *o = d * f32::from(v);
+        }
+    }
+}
+
 /// Decodes f32 weights into `out` (`w.len() == 4 * out.len()`).
 pub fn decode_f32(w: &[u8], out: &mut [f32]) {
     for (i, o) in out.iter_mut().enumerate() {
@@ -174,9 +231,7 @@ pub fn dot_q8(w: &[u8], block: usize, q: &[i16], scales: &[f32], acc: &mut f32) 
 /// `s·isum` exactly), without the inner loop over sub-blocks.
 fn dot_q8_32(w: &[u8], q: &[i16], scales: &[f32], acc: &mut f32) {
     let mut total = *acc;
-    for ((blk, qb), &s) in
-        w.chunks_exact(2 + Q8_BLOCK).zip(q.chunks_exact(Q8_BLOCK)).zip(scales)
-    {
+    for ((blk, qb), &s) in w.chunks_exact(2 + Q8_BLOCK).zip(q.chunks_exact(Q8_BLOCK)).zip(scales) {
         let d = f16_to_f32(le_u16(blk, 0));
         total += d * (s * isum32(&blk[2..], qb) as f32);
     }

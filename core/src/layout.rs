@@ -7,7 +7,7 @@ use crate::config::{BLOCK_ELEMS, ModelConfig};
 use crate::error::{FormatError, QuantError};
 use crate::format::{
     ALIGNMENT, DType, ENTRY_BYTES, HEADER_BYTES, INDEX_SLOT_BYTES, MAX_TOKEN_BYTES, MatrixFormat,
-    QuantScheme, TensorEntry, TensorFormat, TensorId, TensorKind, TokenizerHead,
+    NO_LAYER, QuantScheme, TensorEntry, TensorFormat, TensorId, TensorKind, TokenizerHead,
 };
 
 /// Tensors per transformer block.
@@ -25,7 +25,8 @@ pub struct Layout {
     quant: QuantScheme,
     manifest_len: u64,
     data_start: u64,
-    layer_stride: u64,
+    /// Bytes per block when every block has the same formats (no per-block override).
+    layer_stride: Option<u64>,
     tokenizer: Option<TokenizerHead>,
 }
 
@@ -43,13 +44,18 @@ impl Layout {
             quant,
             manifest_len: 0,
             data_start: 0,
-            layer_stride: 0,
+            layer_stride: None,
             tokenizer: None,
         };
         layout.manifest_len = head_len + layout.tensor_count() * ENTRY_BYTES as u64;
         layout.data_start = align_up(HEADER_BYTES as u64 + layout.manifest_len);
-        layout.layer_stride =
-            TensorKind::LAYER.iter().map(|&k| align_up(layout.tensor_len(k))).sum();
+        let uniform = layout.quant.overrides.iter().all(|o| o.layer == NO_LAYER);
+        layout.layer_stride = uniform.then(|| {
+            TensorKind::LAYER
+                .iter()
+                .map(|&k| align_up(layout.tensor_len(TensorId::layer(0, k))))
+                .sum()
+        });
         Ok(layout)
     }
 
@@ -109,9 +115,18 @@ impl Layout {
         }
     }
 
-    /// Storage format of a tensor kind.
-    pub fn format(&self, kind: TensorKind) -> TensorFormat {
-        match kind {
+    /// The matrix format of `id`: its override if the scheme has one, else the pack's.
+    fn matrix_format_of(&self, id: TensorId) -> MatrixFormat {
+        self.quant
+            .overrides
+            .iter()
+            .find(|o| o.kind == id.kind && (o.layer == NO_LAYER || o.layer == id.layer))
+            .map_or(self.quant.matrices, |o| o.format)
+    }
+
+    /// Storage format of a tensor.
+    pub fn format(&self, id: TensorId) -> TensorFormat {
+        match id.kind {
             TensorKind::Wpe => match self.quant.matrices {
                 MatrixFormat::F32 => TensorFormat::F32,
                 _ => TensorFormat::F16,
@@ -119,24 +134,19 @@ impl Layout {
             TensorKind::CAttnWeight
             | TensorKind::AttnCProjWeight
             | TensorKind::CFcWeight
-            | TensorKind::MlpCProjWeight => self.matrix_format(self.shape(kind).1),
-            TensorKind::Wte => TensorFormat {
-                extras: self.quant.lm_head_outliers.len() as u32,
-                ..self.matrix_format(self.config.embd())
-            },
+            | TensorKind::MlpCProjWeight => {
+                tensor_format(self.matrix_format_of(id), self.shape(id.kind).1)
+            }
+            TensorKind::Wte => {
+                let format = tensor_format(self.matrix_format_of(id), self.config.embd());
+                let extras = if format.dtype == DType::Int8 {
+                    self.quant.lm_head_outliers.len() as u32
+                } else {
+                    0
+                };
+                TensorFormat { extras, ..format }
+            }
             _ => TensorFormat::F32,
-        }
-    }
-
-    fn matrix_format(&self, cols: usize) -> TensorFormat {
-        match self.quant.matrices {
-            MatrixFormat::F32 => TensorFormat::F32,
-            MatrixFormat::F16 => TensorFormat::F16,
-            MatrixFormat::Int8 { block } => TensorFormat {
-                dtype: DType::Int8,
-                block: if block == 0 { cols as u32 } else { block },
-                extras: 0,
-            },
         }
     }
 
@@ -156,13 +166,13 @@ impl Layout {
         }
     }
 
-    /// Bytes of one row of a tensor kind.
-    pub fn row_bytes(&self, kind: TensorKind) -> usize {
-        self.format(kind).row_bytes(self.shape(kind).1)
+    /// Bytes of one row of a tensor.
+    pub fn row_bytes(&self, id: TensorId) -> usize {
+        self.format(id).row_bytes(self.shape(id.kind).1)
     }
 
-    fn tensor_len(&self, kind: TensorKind) -> u64 {
-        self.shape(kind).0 as u64 * self.row_bytes(kind) as u64
+    fn tensor_len(&self, id: TensorId) -> u64 {
+        self.shape(id.kind).0 as u64 * self.row_bytes(id) as u64
     }
 
     /// File offset of the first tensor (`wpe`).
@@ -172,21 +182,29 @@ impl Layout {
 
     /// File offset of a tensor.
     pub fn offset(&self, id: TensorId) -> u64 {
-        let layers_start = self.data_start + align_up(self.tensor_len(TensorKind::Wpe));
-        let layers_end = layers_start + self.layer_stride * u64::from(self.config.n_layer);
-        let ln_f_bias = layers_end + align_up(self.tensor_len(TensorKind::LnFWeight));
+        let global = |kind| TensorId::global(kind);
+        let layers_start = self.data_start + align_up(self.tensor_len(global(TensorKind::Wpe)));
+        let Some(stride) = self.layer_stride else {
+            // Blocks of different formats: add up everything before.
+            return (0..self.index_of(id))
+                .map(|i| align_up(self.tensor_len(self.id_at(i))))
+                .sum::<u64>()
+                + self.data_start;
+        };
+        let layers_end = layers_start + stride * u64::from(self.config.n_layer);
+        let ln_f_bias = layers_end + align_up(self.tensor_len(global(TensorKind::LnFWeight)));
         match id.kind {
             TensorKind::Wpe => self.data_start,
             TensorKind::LnFWeight => layers_end,
             TensorKind::LnFBias => ln_f_bias,
-            TensorKind::Wte => ln_f_bias + align_up(self.tensor_len(TensorKind::LnFBias)),
+            TensorKind::Wte => ln_f_bias + align_up(self.tensor_len(global(TensorKind::LnFBias))),
             kind => {
                 let within: u64 = TensorKind::LAYER
                     .iter()
                     .take_while(|&&k| k != kind)
-                    .map(|&k| align_up(self.tensor_len(k)))
+                    .map(|&k| align_up(self.tensor_len(TensorId::layer(id.layer, k))))
                     .sum();
-                layers_start + self.layer_stride * u64::from(id.layer) + within
+                layers_start + stride * u64::from(id.layer) + within
             }
         }
     }
@@ -194,7 +212,7 @@ impl Layout {
     /// End of the last tensor (`wte`).
     pub fn weights_end(&self) -> u64 {
         let wte = TensorId::global(TensorKind::Wte);
-        self.offset(wte) + self.tensor_len(TensorKind::Wte)
+        self.offset(wte) + self.tensor_len(wte)
     }
 
     /// The length of a well-formed pack: the end of the tokenizer, or of the weights.
@@ -248,43 +266,66 @@ impl Layout {
         let (rows, cols) = self.shape(id.kind);
         TensorEntry {
             id,
-            format: self.format(id.kind),
+            format: self.format(id),
             rows: rows as u32,
             cols: cols as u32,
             offset: self.offset(id),
-            len: self.tensor_len(id.kind),
+            len: self.tensor_len(id),
             crc32: 0,
         }
     }
 
     /// Largest block (or row-extras run) any tensor has: the least a chunk buffer must hold.
     pub fn max_unit_bytes(&self) -> usize {
-        let kinds = [TensorKind::Wpe, TensorKind::CFcWeight, TensorKind::MlpCProjWeight];
-        let wte = self.format(TensorKind::Wte);
-        kinds
-            .iter()
-            .map(|&k| self.format(k).block_bytes())
-            .chain([wte.block_bytes(), 2 * wte.extras as usize, TensorFormat::F32.block_bytes()])
-            .max()
-            .unwrap_or(0)
+        let wte = self.format(TensorId::global(TensorKind::Wte));
+        let matrices = (0..self.tensor_count()).map(|i| self.format(self.id_at(i)).block_bytes());
+        matrices.chain([2 * wte.extras as usize]).max().unwrap_or(0)
     }
 }
 
-/// Checks a scheme against a config: block sizes divide the rows, outliers are sane.
+/// The stored format of a matrix of `cols` inputs in `format`.
+fn tensor_format(format: MatrixFormat, cols: usize) -> TensorFormat {
+    match format {
+        MatrixFormat::F32 => TensorFormat::F32,
+        MatrixFormat::F16 => TensorFormat::F16,
+        MatrixFormat::Int8 { block } => TensorFormat {
+            dtype: DType::Int8,
+            block: if block == 0 { cols as u32 } else { block },
+            extras: 0,
+        },
+        MatrixFormat::Int4 => {
+            TensorFormat { dtype: DType::Int4, block: BLOCK_ELEMS as u32, extras: 0 }
+        }
+    }
+}
+
+/// Checks a scheme against a config: block sizes divide the rows, overrides name matrices,
+/// outlier channels come with an int8 `wte` and are sane.
 fn check_quant(config: &ModelConfig, quant: &QuantScheme) -> Result<(), QuantError> {
-    match quant.matrices {
-        MatrixFormat::Int8 { block } => {
-            let fits = block == 0
-                || ((block as usize).is_multiple_of(BLOCK_ELEMS)
-                    && config.n_embd.is_multiple_of(block));
-            if !fits {
-                return Err(QuantError::BlockSize { block, n_embd: config.n_embd });
-            }
+    check_format(config, quant.matrices)?;
+    for o in &quant.overrides {
+        let matrix = matches!(
+            o.kind,
+            TensorKind::CAttnWeight
+                | TensorKind::AttnCProjWeight
+                | TensorKind::CFcWeight
+                | TensorKind::MlpCProjWeight
+                | TensorKind::Wte
+        );
+        let layer_ok = o.layer == NO_LAYER
+            || (o.kind != TensorKind::Wte && u32::from(o.layer) < config.n_layer);
+        if !matrix || !layer_ok {
+            return Err(QuantError::BadOverride { kind: o.kind, layer: o.layer });
         }
-        format if !quant.lm_head_outliers.is_empty() => {
-            return Err(QuantError::OutliersWithoutInt8 { format });
-        }
-        _ => {}
+        check_format(config, o.format)?;
+    }
+    let wte_format = quant
+        .overrides
+        .iter()
+        .find(|o| o.kind == TensorKind::Wte)
+        .map_or(quant.matrices, |o| o.format);
+    if !quant.lm_head_outliers.is_empty() && !matches!(wte_format, MatrixFormat::Int8 { .. }) {
+        return Err(QuantError::OutliersWithoutInt8 { format: wte_format });
     }
     let mut previous: Option<u16> = None;
     for &channel in &quant.lm_head_outliers {
@@ -297,12 +338,26 @@ fn check_quant(config: &ModelConfig, quant: &QuantScheme) -> Result<(), QuantErr
     Ok(())
 }
 
+/// Checks one matrix format's block size against the rows it must divide.
+fn check_format(config: &ModelConfig, format: MatrixFormat) -> Result<(), QuantError> {
+    if let MatrixFormat::Int8 { block } = format {
+        let fits = block == 0
+            || ((block as usize).is_multiple_of(BLOCK_ELEMS)
+                && config.n_embd.is_multiple_of(block));
+        if !fits {
+            return Err(QuantError::BlockSize { block, n_embd: config.n_embd });
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::FormatOverride;
 
     fn scheme(matrices: MatrixFormat) -> QuantScheme {
-        QuantScheme { matrices, lm_head_outliers: heapless::Vec::new() }
+        QuantScheme::uniform(matrices)
     }
 
     #[test]
@@ -327,11 +382,39 @@ mod tests {
             Layout::new(ModelConfig::GPT2_124M, scheme(MatrixFormat::Int8 { block: 32 }), 40)
                 .unwrap();
         // c_fc: 3072 rows of 768 inputs = 24 blocks of 34 bytes.
-        assert_eq!(layout.row_bytes(TensorKind::CFcWeight), 24 * 34);
+        assert_eq!(layout.row_bytes(TensorId::layer(0, TensorKind::CFcWeight)), 24 * 34);
         let per_row =
             Layout::new(ModelConfig::GPT2_124M, scheme(MatrixFormat::Int8 { block: 0 }), 40)
                 .unwrap();
-        assert_eq!(per_row.row_bytes(TensorKind::MlpCProjWeight), 3072 + 2);
+        assert_eq!(per_row.row_bytes(TensorId::layer(3, TensorKind::MlpCProjWeight)), 3072 + 2);
+    }
+
+    #[test]
+    fn per_block_overrides_shift_the_offsets_that_follow() {
+        let mut quant = scheme(MatrixFormat::Int4);
+        let keep =
+            |kind, layer| FormatOverride { kind, layer, format: MatrixFormat::Int8 { block: 32 } };
+        quant.overrides.push(keep(TensorKind::Wte, NO_LAYER)).unwrap();
+        quant.overrides.push(keep(TensorKind::CFcWeight, 1)).unwrap();
+        let layout = Layout::new(ModelConfig::GPT2_124M, quant, 40).unwrap();
+        let fc = |l| layout.format(TensorId::layer(l, TensorKind::CFcWeight));
+        assert_eq!(
+            (fc(0).dtype, fc(1).dtype, fc(2).dtype),
+            (DType::Int4, DType::Int8, DType::Int4)
+        );
+        assert_eq!(layout.format(TensorId::global(TensorKind::Wte)).dtype, DType::Int8);
+        // Offsets still tile the file: each tensor starts at the next aligned byte.
+        let mut end = layout.data_start();
+        for i in 0..layout.tensor_count() {
+            let e = layout.expected_entry(layout.id_at(i));
+            assert_eq!(e.offset, align_up(end), "{}", e.id);
+            end = e.offset + e.len;
+        }
+        assert_eq!(end, layout.file_len());
+        let mut bad = scheme(MatrixFormat::Int4);
+        bad.overrides.push(keep(TensorKind::Ln1Weight, NO_LAYER)).unwrap();
+        let err = Layout::new(ModelConfig::GPT2_124M, bad, 40).unwrap_err();
+        assert!(matches!(err, FormatError::Quant(QuantError::BadOverride { .. })));
     }
 
     #[test]

@@ -47,6 +47,24 @@ pub fn encode_int8(x: &[f32], block: usize, out: &mut [u8]) {
     }
 }
 
+/// Encodes `x` (a multiple of 32 long) as int4 blocks `{ f16 d; u8 q[16] }` as ggml's Q4_0:
+/// `d = m / −8` for the element `m` of largest magnitude (so it maps to −8 exactly),
+/// `q = round(x / d) + 8` clamped to 0..=15, element 2j in the low nibble of byte j.
+pub fn encode_int4(x: &[f32], out: &mut [u8]) {
+    for (xb, ob) in x.chunks_exact(32).zip(out.chunks_exact_mut(18)) {
+        let m = xb.iter().fold(0.0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+        let bits = f16::from_f32(m / -8.0).to_bits();
+        let d = f16_to_f32(bits);
+        ob[..2].copy_from_slice(&bits.to_le_bytes());
+        let nibble = |v: f32| -> u8 {
+            if d == 0.0 { 8 } else { (libm::roundf(v / d) + 8.0).clamp(0.0, 15.0) as u8 }
+        };
+        for (j, o) in ob[2..].iter_mut().enumerate() {
+            *o = nibble(xb[2 * j]) | (nibble(xb[2 * j + 1]) << 4);
+        }
+    }
+}
+
 /// Quantizes `x` to int8 with one f32 scale per `group` elements (the KV cache's per-head
 /// scales), writing the scales to `scales` and the values to `q`.
 pub fn encode_int8_groups(x: &[f32], group: usize, scales: &mut [f32], q: &mut [i8]) {
@@ -74,6 +92,21 @@ mod tests {
         decode_int8(&bytes, 32, &mut back);
         for (blk, (xb, bb)) in x.chunks(32).zip(back.chunks(32)).enumerate() {
             let d = f16_to_f32(u16::from_le_bytes([bytes[34 * blk], bytes[34 * blk + 1]]));
+            for (a, b) in xb.iter().zip(bb) {
+                assert!((a - b).abs() <= 0.5 * d + 1e-6, "{a} vs {b}, step {d}");
+            }
+        }
+    }
+
+    #[test]
+    fn int4_round_trip_error_is_within_half_a_step() {
+        let x: Vec<f32> = (0..64).map(|i| ((i * 37 % 64) as f32 - 30.0) * 0.011).collect();
+        let mut bytes = vec![0u8; 2 * 18];
+        encode_int4(&x, &mut bytes);
+        let mut back = vec![0.0; 64];
+        crate::kernels::decode_int4(&bytes, &mut back);
+        for (blk, (xb, bb)) in x.chunks(32).zip(back.chunks(32)).enumerate() {
+            let d = f16_to_f32(u16::from_le_bytes([bytes[18 * blk], bytes[18 * blk + 1]])).abs();
             for (a, b) in xb.iter().zip(bb) {
                 assert!((a - b).abs() <= 0.5 * d + 1e-6, "{a} vs {b}, step {d}");
             }

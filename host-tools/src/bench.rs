@@ -51,7 +51,8 @@ pub fn bench_pack(
     }
     let first_only = run(pack, &RunOptions { n: 1, ..opts.clone() }, |_| {})?;
     let name = pack.display().to_string();
-    let bytes = std::fs::read(pack).map_err(|error| RunError::Open { path: name.clone(), error })?;
+    let bytes =
+        std::fs::read(pack).map_err(|error| RunError::Open { path: name.clone(), error })?;
     let mut compute_ms = Vec::new();
     for _ in 0..repeats.max(1) {
         let r = run_storage(SliceStorage::new(&bytes), &name, &opts, |_| {})?;

@@ -7,12 +7,12 @@ use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use picogpt_core::format::{
-    ALIGNMENT, EMPTY_SLOT, FORMAT_VERSION, Header, MAX_OUTLIERS, ManifestHead, TensorEntry,
-    TokenizerHead, token_hash,
+    ALIGNMENT, EMPTY_SLOT, FORMAT_VERSION, FormatOverride, Header, MAX_OUTLIERS, MAX_OVERRIDES,
+    ManifestHead, NO_LAYER, TensorEntry, TokenizerHead, token_hash,
 };
-use picogpt_core::kernels::{decode_f16, decode_f32, decode_int8};
+use picogpt_core::kernels::{decode_f16, decode_f32, decode_int4, decode_int8};
 use picogpt_core::layout::{Layout, align_up};
-use picogpt_core::quant::{encode_f16, encode_f32, encode_int8};
+use picogpt_core::quant::{encode_f16, encode_f32, encode_int4, encode_int8};
 use picogpt_core::{MatrixFormat, QuantScheme, TensorId, TensorKind};
 
 use crate::reference;
@@ -26,12 +26,30 @@ const CALIBRATION_TOKENS: usize = 32;
 const OUTLIER_RATIO: f32 = 8.0;
 
 /// What to pack.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PackOptions {
     /// Format of the weight matrices.
     pub matrices: MatrixFormat,
-    /// Whether int8 packs keep the LM head's outlier input channels in f16.
+    /// Whether an int8 `wte` keeps the LM head's outlier input channels in f16.
     pub lm_head_outliers: bool,
+    /// Matrices stored in another format than `matrices`.
+    pub overrides: Vec<FormatOverride>,
+}
+
+/// The format int4 packs keep the LM head in: int4 flips too many greedy picks there (see
+/// the README's quality table).
+pub const INT4_LM_HEAD: MatrixFormat = MatrixFormat::Int8 { block: 32 };
+
+impl PackOptions {
+    /// Every matrix in `matrices`, except that int4 packs keep `wte` in [`INT4_LM_HEAD`].
+    pub fn new(matrices: MatrixFormat, lm_head_outliers: bool) -> Self {
+        let overrides = if matrices == MatrixFormat::Int4 {
+            vec![FormatOverride { kind: TensorKind::Wte, layer: NO_LAYER, format: INT4_LM_HEAD }]
+        } else {
+            Vec::new()
+        };
+        Self { matrices, lm_head_outliers, overrides }
+    }
 }
 
 /// Why a pack failed.
@@ -56,6 +74,9 @@ pub enum PackError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// More format overrides than a pack can carry.
+    #[error("{0} format overrides, a pack carries at most {MAX_OVERRIDES}")]
+    TooManyOverrides(usize),
     /// postcard could not encode the manifest.
     #[error("encoding the manifest: {0}")]
     Manifest(#[from] postcard::Error),
@@ -104,8 +125,16 @@ pub fn pack(
     out: &Path,
     mut progress: impl FnMut(u64, u64, TensorId),
 ) -> Result<PackSummary, PackError> {
-    let mut quant = QuantScheme { matrices: opts.matrices, lm_head_outliers: heapless::Vec::new() };
-    if matches!(opts.matrices, MatrixFormat::Int8 { .. }) && opts.lm_head_outliers {
+    let mut quant = QuantScheme::uniform(opts.matrices);
+    for &o in &opts.overrides {
+        quant.overrides.push(o).map_err(|_| PackError::TooManyOverrides(opts.overrides.len()))?;
+    }
+    let wte_format = opts
+        .overrides
+        .iter()
+        .find(|o| o.kind == TensorKind::Wte)
+        .map_or(opts.matrices, |o| o.format);
+    if matches!(wte_format, MatrixFormat::Int8 { .. }) && opts.lm_head_outliers {
         quant.lm_head_outliers = lm_head_outliers(weights)?;
     }
     let mut head = ManifestHead {
@@ -322,7 +351,7 @@ fn transpose(w: &[f32], n_in: usize, n_out: usize) -> Vec<f32> {
 
 /// Encodes `[rows, cols]` values in the tensor's storage format.
 fn encode(layout: &Layout, id: TensorId, rows: &[f32]) -> Vec<u8> {
-    let format = layout.format(id.kind);
+    let format = layout.format(id);
     let cols = layout.shape(id.kind).1;
     let outliers = side_channels(layout, id);
     let row_bytes = format.row_bytes(cols);
@@ -332,6 +361,7 @@ fn encode(layout: &Layout, id: TensorId, rows: &[f32]) -> Vec<u8> {
         match format.dtype {
             picogpt_core::format::DType::F32 => encode_f32(row, dst),
             picogpt_core::format::DType::F16 => encode_f16(row, dst),
+            picogpt_core::format::DType::Int4 => encode_int4(row, dst),
             picogpt_core::format::DType::Int8 => {
                 scratch.copy_from_slice(row);
                 for &c in outliers.iter() {
@@ -349,12 +379,12 @@ fn encode(layout: &Layout, id: TensorId, rows: &[f32]) -> Vec<u8> {
 
 /// The channels a tensor stores in f16 beside its int8 blocks (only `wte` has any).
 fn side_channels(layout: &Layout, id: TensorId) -> &[u16] {
-    if layout.format(id.kind).extras > 0 { &layout.quant().lm_head_outliers } else { &[] }
+    if layout.format(id).extras > 0 { &layout.quant().lm_head_outliers } else { &[] }
 }
 
 /// Decodes what [`encode`] wrote, for the error report.
 fn decode(layout: &Layout, id: TensorId, bytes: &[u8]) -> Vec<f32> {
-    let format = layout.format(id.kind);
+    let format = layout.format(id);
     let cols = layout.shape(id.kind).1;
     let outliers = side_channels(layout, id);
     let row_bytes = format.row_bytes(cols);
@@ -363,6 +393,7 @@ fn decode(layout: &Layout, id: TensorId, bytes: &[u8]) -> Vec<f32> {
         match format.dtype {
             picogpt_core::format::DType::F32 => decode_f32(src, row),
             picogpt_core::format::DType::F16 => decode_f16(src, row),
+            picogpt_core::format::DType::Int4 => decode_int4(src, row),
             picogpt_core::format::DType::Int8 => {
                 let (blocks, extras) = src.split_at(row_bytes - 2 * outliers.len());
                 decode_int8(blocks, format.block as usize, row);

@@ -140,10 +140,10 @@ impl Storage for PrefetchingFile {
         }
         let mut buf = std::mem::take(&mut self.spare);
         buf.resize(len, 0);
-        if let Some(requests) = &self.requests {
-            if requests.send(Request { offset, buf }).is_ok() {
-                self.pending = Some((offset, len));
-            }
+        if let Some(requests) = &self.requests
+            && requests.send(Request { offset, buf }).is_ok()
+        {
+            self.pending = Some((offset, len));
         }
     }
 }

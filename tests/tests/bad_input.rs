@@ -234,7 +234,7 @@ fn a_failed_pack_leaves_no_file_behind() {
             .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".partial"))
             .count()
     };
-    let opts = PackOptions { matrices: MatrixFormat::Int8 { block: 32 }, lm_head_outliers: true };
+    let opts = PackOptions::new(MatrixFormat::Int8 { block: 32 }, true);
     // Everything is written, then the final rename onto a non-empty folder fails.
     let occupied = dir.join("occupied.pgpt");
     std::fs::create_dir_all(occupied.join("inside")).unwrap();
@@ -243,7 +243,7 @@ fn a_failed_pack_leaves_no_file_behind() {
     assert!(err.to_string().contains("occupied.pgpt"), "{err}");
     assert_eq!(partials(), 0, "the temporary file must be removed");
 
-    let bad_block = PackOptions { matrices: MatrixFormat::Int8 { block: 48 }, ..opts };
+    let bad_block = PackOptions::new(MatrixFormat::Int8 { block: 48 }, true);
     let out = dir.join("never.pgpt");
     let err = pack(&weights, None, &bad_block, &out, |_, _, _| {}).unwrap_err();
     assert!(err.to_string().contains("block size 48"), "{err}");

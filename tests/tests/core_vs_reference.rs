@@ -116,6 +116,12 @@ fn int8_pack_stays_within_its_error_bound() {
 }
 
 #[test]
+fn int4_pack_stays_within_its_error_bound() {
+    // int4 (Q4_0-like) is coarse on a model this narrow: a loose bound, measured 8.3.
+    check_quantized("int4", MatrixFormat::Int4, 12.0);
+}
+
+#[test]
 fn keeping_lm_head_outliers_in_f16_cuts_the_logit_error() {
     let (fixture, generation) = fixture();
     let seq = forced_sequence(generation);
@@ -147,9 +153,11 @@ fn batched_prefill_gives_the_same_bits_as_one_position_per_pass() {
 fn chunk_size_does_not_change_a_bit() {
     let (fixture, generation) = fixture();
     let seq = forced_sequence(generation);
-    for (name, matrices) in
-        [("f16-chunks", MatrixFormat::F16), ("int8-chunks", MatrixFormat::Int8 { block: 32 })]
-    {
+    for (name, matrices) in [
+        ("f16-chunks", MatrixFormat::F16),
+        ("int8-chunks", MatrixFormat::Int8 { block: 32 }),
+        ("int4-chunks", MatrixFormat::Int4),
+    ] {
         let pack = fixture.pack(name, matrices, true);
         let logits = |chunk_bytes| {
             core_logits(

@@ -231,8 +231,7 @@ fn packs_without_a_tokenizer_still_run_token_ids() {
     let s = setup();
     let weights = host_tools::checkpoint::load(&s.dir).unwrap();
     let bare = s.dir.join("bare.pgpt");
-    let opts =
-        host_tools::pack::PackOptions { matrices: MatrixFormat::F16, lm_head_outliers: false };
+    let opts = host_tools::pack::PackOptions::new(MatrixFormat::F16, false);
     host_tools::pack::pack(&weights, None, &opts, &bare, |_, _, _| {}).unwrap();
     let err =
         run(&bare, &RunOptions::with_prompt(Prompt::Text("hi".into()), 2), |_| {}).unwrap_err();

@@ -6,6 +6,7 @@ use std::process::Command;
 use anyhow::{Result, anyhow};
 use host_tools::bench::{BenchRow, bench_pack, kv_bytes, pico2_seconds};
 use host_tools::checkpoint::{self, WriteOptions};
+use host_tools::pack::PackOptions;
 use host_tools::synth;
 use host_tools::tokenizer::Tokenizer;
 use picogpt_core::{Activations, MatrixFormat, ModelConfig};
@@ -48,7 +49,7 @@ pub fn main(args: Args) -> Result<()> {
         let pack = args.model_dir.join(format!("model-{quant}.pgpt"));
         if !pack.exists() {
             println!("packing {}", pack.display());
-            pack_folder(&args.model_dir, &pack, matrices, true, true)?;
+            pack_folder(&args.model_dir, &pack, &PackOptions::new(matrices, true), true)?;
         }
         rows.push(bench_pack(&pack, &PROMPT, args.n, activations, args.repeats)?);
     }

@@ -13,6 +13,8 @@ use host_tools::hub::{DEFAULT_ENDPOINT, ENDPOINT_ENV, Hub, HubOptions};
 use host_tools::tokenizer::{MERGES_FILE, VOCAB_FILE};
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 
+use host_tools::pack::PackOptions;
+
 use super::pack::{INT8_BLOCK, QuantArg, pack_folder};
 use super::run::ModelSize;
 
@@ -101,7 +103,8 @@ pub fn first_use(
         quant.name(),
         pack.display()
     );
-    let summary = pack_folder(&dir, &pack, quant.matrices(INT8_BLOCK), true, true)?;
+    let opts = PackOptions::new(quant.matrices(INT8_BLOCK), true);
+    let summary = pack_folder(&dir, &pack, &opts, true)?;
     eprintln!("packed {} ({})", pack.display(), HumanBytes(summary.file_bytes));
     Ok(pack)
 }

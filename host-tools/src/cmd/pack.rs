@@ -3,12 +3,14 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use anyhow::anyhow;
 use clap::ValueEnum;
 use host_tools::checkpoint;
 use host_tools::pack::{PackOptions, PackSummary, pack};
 use host_tools::tokenizer::Tokenizer;
 use indicatif::{ProgressBar, ProgressStyle};
-use picogpt_core::MatrixFormat;
+use picogpt_core::format::{FormatOverride, NO_LAYER};
+use picogpt_core::{MatrixFormat, TensorKind};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -30,6 +32,11 @@ pub struct Args {
     /// Leave the tokenizer sections out (the pack then runs with token ids only).
     #[arg(long)]
     no_tokenizer: bool,
+    /// Matrices an int4 pack keeps in int8, comma-separated: `wte` (the default: the LM head
+    /// loses too much in int4), a kind for every block (`mlp.c_proj`), or one block's
+    /// (`h.0.mlp.c_fc`); `none` keeps nothing.
+    #[arg(long, value_delimiter = ',', default_value = "wte")]
+    keep_int8: Vec<String>,
 }
 
 /// The default int8 block: 32 inputs per scale.
@@ -39,6 +46,7 @@ pub const INT8_BLOCK: u32 = 32;
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum QuantArg {
     Int8,
+    Int4,
     F16,
     F32,
 }
@@ -48,6 +56,7 @@ impl QuantArg {
     pub fn name(self) -> &'static str {
         match self {
             Self::Int8 => "int8",
+            Self::Int4 => "int4",
             Self::F16 => "f16",
             Self::F32 => "f32",
         }
@@ -59,14 +68,23 @@ impl QuantArg {
             Self::F32 => MatrixFormat::F32,
             Self::F16 => MatrixFormat::F16,
             Self::Int8 => MatrixFormat::Int8 { block },
+            Self::Int4 => MatrixFormat::Int4,
         }
     }
 }
 
 pub fn main(args: Args) -> Result<()> {
     let matrices = args.quant.matrices(args.block);
-    let summary =
-        pack_folder(&args.model_dir, &args.out, matrices, !args.no_outliers, !args.no_tokenizer)?;
+    let mut opts = PackOptions::new(matrices, !args.no_outliers);
+    if matrices == MatrixFormat::Int4 {
+        opts.overrides = args
+            .keep_int8
+            .iter()
+            .filter(|name| name.as_str() != "none")
+            .map(|name| int8_override(name, args.block))
+            .collect::<Result<_>>()?;
+    }
+    let summary = pack_folder(&args.model_dir, &args.out, &opts, !args.no_tokenizer)?;
     print_summary(&args.out, &summary);
     Ok(())
 }
@@ -77,12 +95,10 @@ pub fn main(args: Args) -> Result<()> {
 pub fn pack_folder(
     model_dir: &Path,
     out: &Path,
-    matrices: MatrixFormat,
-    lm_head_outliers: bool,
+    opts: &PackOptions,
     with_tokenizer: bool,
 ) -> Result<PackSummary> {
     let weights = checkpoint::load(model_dir)?;
-    let opts = PackOptions { matrices, lm_head_outliers };
     let tokenizer = if with_tokenizer {
         Tokenizer::for_pack(model_dir, weights.config.vocab_size)?
     } else {
@@ -93,13 +109,38 @@ pub fn pack_folder(
     }
     let bar = ProgressBar::new(0)
         .with_style(ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {wide_msg}")?);
-    let summary = pack(&weights, tokenizer.as_ref(), &opts, out, |done, total, tensor| {
+    let summary = pack(&weights, tokenizer.as_ref(), opts, out, |done, total, tensor| {
         bar.set_length(total);
         bar.set_position(done);
         bar.set_message(tensor.to_string());
     })?;
     bar.finish_and_clear();
     Ok(summary)
+}
+
+/// A `--keep-int8` entry as a format override: `wte`, a block matrix kind (every block), or
+/// `h.N.` and a kind.
+fn int8_override(name: &str, block: u32) -> Result<FormatOverride> {
+    let format = MatrixFormat::Int8 { block };
+    if name == "wte" {
+        return Ok(FormatOverride { kind: TensorKind::Wte, layer: NO_LAYER, format });
+    }
+    let (layer, kind_name) = match name.strip_prefix("h.").and_then(|rest| rest.split_once('.')) {
+        Some((n, kind)) => (n.parse::<u16>().map_err(|_| anyhow!("bad block in {name:?}"))?, kind),
+        None => (NO_LAYER, name),
+    };
+    let kind = [
+        TensorKind::CAttnWeight,
+        TensorKind::AttnCProjWeight,
+        TensorKind::CFcWeight,
+        TensorKind::MlpCProjWeight,
+    ]
+    .into_iter()
+    .find(|k| k.hf_name().strip_suffix(".weight") == Some(kind_name))
+    .ok_or_else(|| {
+        anyhow!("--keep-int8 {name:?}: not wte, attn.c_attn, attn.c_proj, mlp.c_fc or mlp.c_proj")
+    })?;
+    Ok(FormatOverride { kind, layer, format })
 }
 
 fn print_summary(out: &Path, s: &PackSummary) {

@@ -51,7 +51,7 @@ impl Fixture {
         let weights = checkpoint::load(&self.dir).unwrap();
         let tokenizer = Tokenizer::for_pack(&self.dir, weights.config.vocab_size).unwrap();
         let out = self.dir.join(format!("{name}.pgpt"));
-        let opts = PackOptions { matrices, lm_head_outliers };
+        let opts = PackOptions::new(matrices, lm_head_outliers);
         pack(&weights, tokenizer.as_ref(), &opts, &out, |_, _, _| {}).unwrap();
         out
     }
