@@ -1,0 +1,80 @@
+//! The console on the C6's USB-Serial-JTAG port: lines in (echoed, with backspace), text out
+//! with `\r\n`. Output gives up after a short wait while no terminal drains it, so the model
+//! never hangs on a closed port; the next typed byte re-enables it.
+
+use core::fmt;
+
+use esp_hal::Blocking;
+use esp_hal::time::{Duration, Instant};
+use esp_hal::usb::usb_serial_jtag::UsbSerialJtag;
+
+/// Longest line the console accepts.
+pub const LINE_BYTES: usize = 256;
+
+/// A line typed at the console.
+pub type Line = heapless::String<LINE_BYTES>;
+
+/// How long a full FIFO may stay full before the port counts as closed.
+const STALL: Duration = Duration::from_millis(100);
+
+/// The USB-Serial-JTAG port as a console.
+pub struct Console {
+    usb: UsbSerialJtag<'static, Blocking>,
+    /// No terminal drained the last bytes in time: drop output until one types.
+    closed: bool,
+}
+
+impl Console {
+    /// Wraps the port.
+    pub fn new(usb: UsbSerialJtag<'static, Blocking>) -> Self {
+        Self { usb, closed: false }
+    }
+
+    /// Waits for a line, echoing what is typed.
+    pub fn read_line(&mut self) -> Line {
+        let mut line = Line::new();
+        loop {
+            let Ok(byte) = self.usb.read_byte() else { continue };
+            self.closed = false;
+            match byte {
+                b'\r' | b'\n' => {
+                    self.send(b"\r\n");
+                    return line;
+                }
+                0x08 | 0x7f if line.pop().is_some() => self.send(b"\x08 \x08"),
+                printable @ 0x20..=0x7e if line.push(char::from(printable)).is_ok() => {
+                    self.send(&[printable]);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Sends `bytes` and flushes them, unless the port is closed.
+    fn send(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.wait(|usb| usb.write_byte_nb(byte).is_ok());
+        }
+        self.wait(|usb| usb.flush_tx_nb().is_ok());
+    }
+
+    /// Retries `step` until it succeeds, or marks the port closed after [`STALL`].
+    fn wait(&mut self, mut step: impl FnMut(&mut UsbSerialJtag<'static, Blocking>) -> bool) {
+        let start = Instant::now();
+        while !self.closed && !step(&mut self.usb) {
+            self.closed = start.elapsed() > STALL;
+        }
+    }
+}
+
+impl fmt::Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        for (i, part) in s.split('\n').enumerate() {
+            if i > 0 {
+                self.send(b"\r\n");
+            }
+            self.send(part.as_bytes());
+        }
+        Ok(())
+    }
+}

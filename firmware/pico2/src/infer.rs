@@ -1,0 +1,42 @@
+//! Core 1: waits for a typed line, answers it from the pack on the SD card, prints `> `.
+
+use core::fmt::Write;
+
+use embassy_time::Instant;
+use picogpt_board::Options;
+use picogpt_board::sd::{Board, answer_line};
+use picogpt_board::session::{Clock, Memory};
+use picogpt_core::{Activations, KvFormat};
+
+use crate::link::{Console, LINES};
+use crate::ram::Ram;
+use crate::sd::{self, Card};
+
+/// Tokens generated when the line does not say: with the 10-token default prompt, well
+/// within the ~23 positions an int8 cache of GPT-2 124M gets here.
+const DEFAULT_TOKENS: usize = 8;
+
+/// Microseconds: embassy-time's ticks on the RP2350.
+struct Micros;
+
+impl Clock for Micros {
+    fn now(&mut self) -> u64 {
+        Instant::now().as_micros()
+    }
+}
+
+/// Serves lines forever.
+pub fn serve(mut card: Card, ram: Ram) -> ! {
+    let mut board = Board {
+        memory: Memory { workspace: ram.workspace, kv: ram.kv },
+        out: Console,
+        clock: Micros,
+        ticks_per_ms: 1000,
+        defaults: Options::new(DEFAULT_TOKENS, KvFormat::Int8, Activations::F32),
+    };
+    loop {
+        let line = embassy_futures::block_on(LINES.receive());
+        card = answer_line(&line, card, sd::restart, &mut board);
+        let _ = write!(board.out, "> ");
+    }
+}

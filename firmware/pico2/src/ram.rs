@@ -1,0 +1,53 @@
+//! SRAM0-7 (see `memory.x`): the statics, core's workspace and core 1's stack among them,
+//! then every byte left for the KV cache.
+
+use core::ptr::{addr_of, addr_of_mut};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use picogpt_board::GPT2_124M_WORKSPACE_WORDS;
+
+/// (f32 words) core's working memory: what GPT-2 124M int8 needs at batch 1 with 4 KiB
+/// reads, with either activation path; smaller models batch their prompt in it.
+static mut WORKSPACE: [f32; GPT2_124M_WORKSPACE_WORDS] = [0.0; GPT2_124M_WORKSPACE_WORDS];
+
+/// Whether [`take`] has handed the buffers out.
+static TAKEN: AtomicBool = AtomicBool::new(false);
+
+unsafe extern "C" {
+    /// End of the statics (cortex-m-rt's `link.x`): the KV cache starts here.
+    static mut __sheap: u8;
+    /// End of SRAM0-7 (`memory.x`).
+    static _kv_end: u8;
+}
+
+/// The RAM the forward pass works in.
+pub struct Ram {
+    /// Core's workspace.
+    pub workspace: &'static mut [f32],
+    /// The KV cache: all RAM after the statics.
+    pub kv: &'static mut [u8],
+}
+
+/// Bytes between the end of the statics and the end of RAM.
+pub fn kv_bytes() -> usize {
+    (addr_of!(_kv_end) as usize).saturating_sub(addr_of!(__sheap) as usize)
+}
+
+/// The workspace and KV cache; `None` after the first call.
+pub fn take() -> Option<Ram> {
+    if TAKEN.swap(true, Ordering::AcqRel) {
+        return None;
+    }
+    let kv_start = addr_of_mut!(__sheap);
+    let kv_len = kv_bytes();
+    // SAFETY: this runs once (TAKEN), so the two regions are never aliased. WORKSPACE is a
+    // static nobody else names. [__sheap, _kv_end) is RAM the linker left to no section and
+    // no stack uses (core 0's is in SRAM8-9, core 1's a static); it is zeroed first.
+    unsafe {
+        core::ptr::write_bytes(kv_start, 0, kv_len);
+        Some(Ram {
+            workspace: &mut *addr_of_mut!(WORKSPACE),
+            kv: core::slice::from_raw_parts_mut(kv_start, kv_len),
+        })
+    }
+}
