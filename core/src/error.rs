@@ -196,7 +196,11 @@ impl fmt::Display for FormatError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Self::BadMagic { found } => {
-                write!(f, "not a picogpt pack: magic {found:02x?}, expected \"PGPT\"")
+                f.write_str("not a picogpt pack: it starts with \"")?;
+                for b in found {
+                    write!(f, "{}", core::ascii::escape_default(b))?;
+                }
+                f.write_str("\", expected \"PGPT\"")
             }
             Self::UnsupportedVersion { found, supported } => write!(
                 f,

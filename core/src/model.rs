@@ -3,8 +3,8 @@
 use crate::config::ModelConfig;
 use crate::error::{Error, FormatError};
 use crate::format::{
-    ALIGNMENT, ENTRY_BYTES, FORMAT_VERSION, HEADER_BYTES, Header, MAGIC, MAX_MANIFEST_BYTES,
-    ManifestHead, TensorEntry, TensorId,
+    ALIGNMENT, ENTRY_BYTES, FORMAT_VERSION, HEADER_BYTES, Header, INDEX_SLOT_BYTES, MAGIC,
+    MAX_MANIFEST_BYTES, ManifestHead, TensorEntry, TensorId,
 };
 use crate::layout::Layout;
 use crate::storage::Storage;
@@ -96,25 +96,61 @@ impl<S: Storage> Model<S> {
         Workspace::new(&self.layout, spec, mem)
     }
 
-    /// Reads every tensor and checks its CRC; the first mismatch is the error.
+    /// Reads every tensor and tokenizer section and checks its CRC; the first mismatch is
+    /// the error (tensors in file order, then the vocabulary, then the BPE index).
     pub fn verify_all(&mut self, ws: &mut Workspace<'_>) -> Result<(), Error<S::Error>> {
         for index in 0..self.layout.tensor_count() {
-            let id = self.layout.id_at(index);
-            let crc = table_crc(&mut self.src, &self.layout, id)?;
-            let entry = self.layout.expected_entry(id);
-            let scratch = &mut ws.scratch;
-            TensorStream::new(
-                &mut self.src,
-                scratch.chunk,
-                scratch.chunk_bytes,
-                id,
-                entry.offset,
-                entry.len,
-                Some(crc),
-            )
-            .finish()?;
+            self.verify_tensor(ws, self.layout.id_at(index))?;
+        }
+        self.verify_tokenizer(ws)
+    }
+
+    /// Checks the CRCs of what a forward pass never reads whole — `wpe` (one row per
+    /// position) and the tokenizer sections (one token at a time) — so that, with
+    /// [`Self::set_verify`] on for the first pass, a run has checked every byte it uses.
+    pub fn verify_unstreamed(&mut self, ws: &mut Workspace<'_>) -> Result<(), Error<S::Error>> {
+        self.verify_tensor(ws, TensorId::global(crate::format::TensorKind::Wpe))?;
+        self.verify_tokenizer(ws)
+    }
+
+    fn verify_tensor(
+        &mut self,
+        ws: &mut Workspace<'_>,
+        id: TensorId,
+    ) -> Result<(), Error<S::Error>> {
+        let crc = table_crc(&mut self.src, &self.layout, id)?;
+        let entry = self.layout.expected_entry(id);
+        let scratch = &mut ws.scratch;
+        let (chunk, chunk_bytes) = (&mut *scratch.chunk, scratch.chunk_bytes);
+        TensorStream::new(&mut self.src, chunk, chunk_bytes, id, entry.offset, entry.len, Some(crc))
+            .finish()
+    }
+
+    fn verify_tokenizer(&mut self, ws: &mut Workspace<'_>) -> Result<(), Error<S::Error>> {
+        let Some(t) = self.layout.tokenizer().copied() else { return Ok(()) };
+        let chunk = &mut ws.scratch.chunk[..ws.scratch.chunk_bytes];
+        let index_len = u64::from(t.index_slots) * INDEX_SLOT_BYTES as u64;
+        let sections = [
+            ("vocabulary", t.vocab_offset, t.vocab_len, t.vocab_crc),
+            ("index", t.index_offset, index_len, t.index_crc),
+        ];
+        for (section, offset, len, expected) in sections {
+            if section_crc(&mut self.src, chunk, offset, len)? != expected {
+                return Err(FormatError::TokenizerCrc { section }.into());
+            }
         }
         Ok(())
+    }
+
+    /// The storage.
+    pub fn storage(&self) -> &S {
+        &self.src.storage
+    }
+
+    /// The storage, mutably: after a failed read a board may re-initialise its card (or a
+    /// test re-arm its fault) before retrying the step.
+    pub fn storage_mut(&mut self) -> &mut S {
+        &mut self.src.storage
     }
 
     /// Gives the storage back.
@@ -135,6 +171,24 @@ pub(crate) fn table_crc<S: Storage, KE>(
     let entry: TensorEntry =
         postcard::from_bytes(&raw).map_err(|_| FormatError::ManifestDecode { offset })?;
     Ok(entry.crc32)
+}
+
+/// CRC32 of `len` bytes at `offset`, read through `chunk`.
+fn section_crc<S: Storage>(
+    src: &mut Source<S>,
+    chunk: &mut [u8],
+    offset: u64,
+    len: u64,
+) -> Result<u32, Error<S::Error>> {
+    let mut hasher = crc32fast::Hasher::new();
+    let mut at = offset;
+    while at < offset + len {
+        let n = (offset + len - at).min(chunk.len() as u64) as usize;
+        src.read_exact(at, &mut chunk[..n], None)?;
+        hasher.update(&chunk[..n]);
+        at += n as u64;
+    }
+    Ok(hasher.finalize())
 }
 
 fn check_manifest_crc<S: Storage>(

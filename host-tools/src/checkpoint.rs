@@ -232,9 +232,20 @@ pub fn load(dir: &Path) -> Result<Gpt2Weights, CheckpointError> {
     // SAFETY: the map is only read while `file` stays open; like every mmap-based loader we
     // rely on nobody truncating the checkpoint underneath us.
     let mmap = unsafe { Mmap::map(&file) }.map_err(|source| io_error(&path, source))?;
-    let tensors = safetensors::SafeTensors::deserialize(&mmap)
-        .map_err(|source| CheckpointError::Safetensors { path: path.clone(), source })?;
-    read_tensors(&path, config, &tensors)
+    parse_tensors(&path, config, &mmap)
+}
+
+/// Checks and converts the bytes of a `model.safetensors` for `config`, as [`load`] does
+/// after reading the config (`path` names the file in errors). Separate so the import path
+/// can be fuzzed without a file.
+pub fn parse_tensors(
+    path: &Path,
+    config: ModelConfig,
+    bytes: &[u8],
+) -> Result<Gpt2Weights, CheckpointError> {
+    let tensors = safetensors::SafeTensors::deserialize(bytes)
+        .map_err(|source| CheckpointError::Safetensors { path: path.into(), source })?;
+    read_tensors(path, config, &tensors)
 }
 
 /// Parses the fields of an HF GPT-2 `config.json` that shape the model.

@@ -3,6 +3,8 @@
 pub mod bench;
 pub mod checkpoint;
 pub mod download;
+pub mod eval;
+pub mod faults;
 pub mod file_storage;
 pub mod hub;
 pub mod output;

@@ -27,6 +27,12 @@ enum Command {
     Run(cmd::run::Args),
     /// Describe a packed file and the memory core needs to run it.
     Info(cmd::info::Args),
+    /// Check every CRC of a packed file (manifest, tensors, tokenizer sections); the first
+    /// mismatch is named and the exit status is non-zero.
+    Verify(cmd::verify::Args),
+    /// Compare packs with the f32 reference over a text: perplexity, KL divergence, top-1
+    /// and top-3 agreement, largest logit error.
+    Eval(cmd::eval::Args),
     /// Time core on the GPT-2 124M shape per pack and kernel path (synthesizes it if needed).
     Bench(cmd::bench::Args),
     /// Print the GPT-2 token ids of a text, comma-separated.
@@ -57,6 +63,8 @@ fn run(command: Command) -> Result<()> {
         Command::Reference(args) => cmd::reference::main(args),
         Command::Run(args) => cmd::run::main(args),
         Command::Info(args) => cmd::info::main(args),
+        Command::Verify(args) => cmd::verify::main(args),
+        Command::Eval(args) => cmd::eval::main(args),
         Command::Bench(args) => cmd::bench::main(args),
         Command::Encode(args) => cmd::tokens::encode(args),
         Command::Decode(args) => cmd::tokens::decode(args),

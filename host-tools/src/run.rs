@@ -194,6 +194,10 @@ where
     let plan = KvPlan { ram_positions, spilled_positions: needed - ram_positions };
     let mut ws_mem = vec![0.0f32; workspace / 4];
     let mut ws = model.workspace(&spec, &mut ws_mem).map_err(|e| core(Box::new(e)))?;
+    if opts.verify {
+        // The first pass checks what it streams; this checks the rest it will use.
+        model.verify_unstreamed(&mut ws).map_err(|e| core(Box::new(e)))?;
+    }
     let mut kv_mem = vec![0u8; kv::bytes_per_position(&cfg, opts.kv) * ram_positions];
     let ram = RamKv::new(&cfg, opts.kv, &mut kv_mem);
     let mut steps = if plan.spilled_positions == 0 {

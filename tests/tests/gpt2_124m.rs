@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 use common::*;
 use host_tools::reference::{self, Generation};
 use host_tools::run::{RunOptions, run};
-use picogpt_core::{KvFormat, MatrixFormat, ModelConfig, WorkspaceSpec};
+use picogpt_core::{Activations, KvFormat, MatrixFormat, ModelConfig, WorkspaceSpec};
 
 const STEPS: usize = 16;
 
@@ -90,11 +90,12 @@ struct Agreement {
     logits: usize,
 }
 
-fn agreement(pack: &std::path::Path) -> Agreement {
+fn agreement(pack: &std::path::Path, activations: Activations) -> Agreement {
     let (_, cases) = fixture();
     let mut a = Agreement::default();
+    let spec = spec().with_activations(activations);
     for case in cases {
-        let core = core_logits(pack, &forced(case), case.prompt.len(), spec(), KvFormat::F32);
+        let core = core_logits(pack, &forced(case), case.prompt.len(), spec, KvFormat::F32);
         for (c, r) in core.iter().zip(&case.generation.all_logits) {
             a.steps += 1;
             a.top1 += usize::from(argmax(c) == argmax(r));
@@ -114,23 +115,27 @@ fn agreement(pack: &std::path::Path) -> Agreement {
 #[ignore = "124M shape: about a minute; run with --ignored"]
 fn int8_scheme_is_chosen_by_measured_error() {
     let (fixture, cases) = fixture();
+    let (f32_act, int8_act) = (Activations::F32, Activations::Int8);
     let schemes = [
-        ("f16", MatrixFormat::F16, false),
-        ("int8 per row, no outliers", MatrixFormat::Int8 { block: 0 }, false),
-        ("int8 per row", MatrixFormat::Int8 { block: 0 }, true),
-        ("int8 blocks of 32, no outliers", MatrixFormat::Int8 { block: 32 }, false),
-        ("int8 blocks of 32", MatrixFormat::Int8 { block: 32 }, true),
-        ("int8 blocks of 64", MatrixFormat::Int8 { block: 64 }, true),
-        ("int8 blocks of 128", MatrixFormat::Int8 { block: 128 }, true),
+        ("f16", MatrixFormat::F16, false, f32_act),
+        ("int8 per row, no outliers", MatrixFormat::Int8 { block: 0 }, false, f32_act),
+        ("int8 per row", MatrixFormat::Int8 { block: 0 }, true, f32_act),
+        ("int8 blocks of 32, no outliers", MatrixFormat::Int8 { block: 32 }, false, f32_act),
+        ("int8 blocks of 32", MatrixFormat::Int8 { block: 32 }, true, f32_act),
+        ("int8 blocks of 64", MatrixFormat::Int8 { block: 64 }, true, f32_act),
+        ("int8 blocks of 128", MatrixFormat::Int8 { block: 128 }, true, f32_act),
+        ("int8/32, int8 activations", MatrixFormat::Int8 { block: 32 }, true, int8_act),
+        ("int4, LM head int8", MatrixFormat::Int4, true, f32_act),
+        ("int4, LM head int8, int8 act.", MatrixFormat::Int4, true, int8_act),
     ];
     println!(
         "{:<32} {:>12} {:>10} {:>10} {:>12} {:>12}",
         "scheme", "pack bytes", "top-1", "top-3 set", "max |err|", "mean |err|"
     );
     let mut results = Vec::new();
-    for (i, (name, matrices, outliers)) in schemes.iter().enumerate() {
+    for (i, (name, matrices, outliers, activations)) in schemes.iter().enumerate() {
         let pack = fixture.pack(&format!("scheme-{i}"), *matrices, *outliers);
-        let a = agreement(&pack);
+        let a = agreement(&pack, *activations);
         let bytes = std::fs::metadata(&pack).unwrap().len();
         println!(
             "{:<32} {:>12} {:>5}/{:<4} {:>5}/{:<4} {:>12.4} {:>12.5}",
@@ -147,7 +152,7 @@ fn int8_scheme_is_chosen_by_measured_error() {
         results.push(a);
     }
     let steps = cases.len() * STEPS;
-    let (f16, naive, chosen) = (&results[0], &results[1], &results[4]);
+    let (f16, naive, chosen, int8_act) = (&results[0], &results[1], &results[4], &results[7]);
     let mean = |a: &Agreement| a.sum_err / a.logits as f64;
     assert_eq!(f16.top1, steps, "f16 must keep every greedy pick");
     assert!(f16.max_err < 0.15, "f16 max logit error {}", f16.max_err);
@@ -155,4 +160,8 @@ fn int8_scheme_is_chosen_by_measured_error() {
     assert!(chosen.max_err < 2.5, "int8/32 max logit error {}", chosen.max_err);
     assert!(chosen.top1 > naive.top1, "int8/32 must keep more greedy picks than naive per-row");
     assert!(mean(chosen) * 2.0 < mean(naive), "int8/32 must halve naive per-row's mean error");
+    // int8 activations cost fidelity on this model (measured 38/48, mean error 0.28): they
+    // stay an option for compute-bound boards, not the default.
+    assert!(int8_act.top1 * 100 >= steps * 75, "int8 activations keep at least 75% of picks");
+    assert!(mean(int8_act) < 2.0 * mean(chosen), "int8 activations at most double the error");
 }

@@ -2,12 +2,14 @@
 
 pub mod bench;
 pub mod download;
+pub mod eval;
 pub mod info;
 pub mod pack;
 pub mod reference;
 pub mod run;
 pub mod synth;
 pub mod tokens;
+pub mod verify;
 
 use picogpt_core::Candidate;
 use picogpt_core::display::write_candidate;
