@@ -3,7 +3,7 @@
 #
 # Boots ELF on QEMU's mps2-an505 (Cortex-M33) and hands ARGS to the guest as its semihosting
 # command line (one `arg=` each; QEMU joins them with spaces, so an argument may not contain
-# one). `--icount` also runs QEMU with `-icount shift=0`: one instruction per virtual
+# one: a prompt is given as separate words, which the firmware joins with single spaces). `--icount` also runs QEMU with `-icount shift=0`: one instruction per virtual
 # nanosecond, so the firmware's timer counts instructions. QEMU's exit status is the
 # firmware's.
 set -eu
@@ -18,7 +18,8 @@ icount=""
 for arg in "$@"; do
   case $arg in
     *" "*)
-      echo "qemu-run.sh: '$arg' contains a space; the guest's command line cannot carry it" >&2
+      echo "qemu-run.sh: '$arg' contains a space, which the guest's command line cannot carry;" \
+        "give a prompt as separate words" >&2
       exit 2
       ;;
     --icount) icount="shift=0" ;;

@@ -15,4 +15,5 @@ pub mod report;
 pub mod run;
 pub mod synth;
 pub mod tokenizer;
+pub mod uf2;
 pub mod weights;

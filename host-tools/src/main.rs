@@ -42,11 +42,14 @@ enum Command {
     /// Download GPT-2's checkpoint (config.json, model.safetensors, vocab.json, merges.txt)
     /// from the Hugging Face hub into <models_dir>/<size>/, resuming and verifying.
     Download(cmd::download::Args),
+    /// Convert a firmware ELF and/or a pack into a UF2 for a Pico 2's USB drive (BOOTSEL).
+    Uf2(cmd::uf2::Args),
 }
 
 /// Runs the command and prints a failure as one line, without a backtrace: every error's
 /// message already names what failed and why.
 fn main() -> ExitCode {
+    restore_sigpipe();
     match run(Cli::parse().command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -69,5 +72,17 @@ fn run(command: Command) -> Result<()> {
         Command::Encode(args) => cmd::tokens::encode(args),
         Command::Decode(args) => cmd::tokens::decode(args),
         Command::Download(args) => cmd::download::main(args),
+        Command::Uf2(args) => cmd::uf2::main(args),
+    }
+}
+
+/// Lets `host-tools … | head` end quietly, as other command-line tools do: Rust ignores
+/// SIGPIPE, which turns a closed pipe into a panic in `println!`.
+fn restore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called first thing in `main`, before any other thread exists; SIG_DFL is a
+    // valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

@@ -1,6 +1,7 @@
 //! The firmware of `firmware/qemu-m33` on an emulated Cortex-M33 (QEMU `mps2-an505`) prints
-//! what `host-tools run` prints for the same pack and prompt, logit bits included, and meets
-//! bad input with one `error:` line and a non-zero exit.
+//! what `host-tools run` prints for the same pack and prompt (token ids, or text it encodes
+//! itself), logit bits included, also when its KV cache spills beyond the RAM to a host file,
+//! and meets bad input with one `error:` line and a non-zero exit.
 //!
 //! Needs `qemu-system-arm` and the `thumbv8m.main-none-eabihf` target. Without QEMU the tests
 //! say so and pass, unless `CI` is set: then a missing QEMU fails them.
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use host_tools::report::StepReport;
-use host_tools::run::{RunOptions, run};
+use host_tools::run::{Prompt, RunOptions, run};
 use picogpt_core::display::{PyRepr, write_candidate};
 use picogpt_core::{Activations, Candidate, MatrixFormat, ModelConfig};
 
@@ -155,6 +156,42 @@ fn tiny_pack() -> &'static Path {
     })
 }
 
+/// 8 blocks of width 256 and a 512-token vocabulary (so no tokenizer): 16 KiB per position
+/// of an f32 KV cache, so the emulated board's RAM holds only 29 of its 128.
+fn deep_pack() -> &'static Path {
+    static PACK: OnceLock<PathBuf> = OnceLock::new();
+    PACK.get_or_init(|| {
+        let deep = ModelConfig {
+            n_layer: 8,
+            n_embd: 256,
+            n_head: 4,
+            n_ctx: 128,
+            vocab_size: 512,
+            layer_norm_epsilon: 1e-5,
+        };
+        Fixture::new("qemu_m33_deep", deep, 4).pack("int8", MatrixFormat::Int8 { block: 32 }, true)
+    })
+}
+
+/// The lines from the first `step` line on, without the `bits:` lines, and those.
+fn step_lines(stdout: &str) -> (Vec<&str>, Vec<&str>) {
+    let lines: Vec<&str> = stdout.lines().collect();
+    let first = lines.iter().position(|l| l.starts_with("step ")).expect("a step line");
+    lines[first..].iter().partition(|l| !l.starts_with("bits: "))
+}
+
+/// Each step's `bits: …` line as the host's logits give it.
+fn host_bits(steps: &[StepReport]) -> Vec<String> {
+    steps
+        .iter()
+        .map(|step| {
+            let bits: Vec<String> =
+                step.top.iter().map(|e| format!("{:#010x}", e.logit.to_bits())).collect();
+            format!("bits: {}", bits.join(" "))
+        })
+        .collect()
+}
+
 fn ids(tokens: &[u32]) -> String {
     tokens.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
 }
@@ -172,22 +209,14 @@ fn the_emulated_m33_prints_what_the_host_prints_bit_for_bit() {
         let out = qemu(elf, &args);
         assert_eq!(out.code, Some(0), "{}", out.stdout);
 
-        let lines: Vec<&str> = out.stdout.lines().collect();
-        let first = lines.iter().position(|l| l.starts_with("step ")).expect("a step line");
-        let (bits, printed): (Vec<&str>, Vec<&str>) =
-            lines[first..].iter().partition(|l| l.starts_with("bits: "));
+        let (printed, bits) = step_lines(&out.stdout);
         assert_eq!(printed[..expected.len()], expected, "{name} activations:\n{}", out.stdout);
-
         // The three best logits of every step have the host's exact bits.
-        assert_eq!(bits.len(), steps.len(), "{}", out.stdout);
-        for (line, step) in bits.iter().zip(&steps) {
-            let host: Vec<String> =
-                step.top.iter().map(|e| format!("{:#010x}", e.logit.to_bits())).collect();
-            assert_eq!(*line, format!("bits: {}", host.join(" ")), "{name} activations");
-        }
+        assert_eq!(bits, host_bits(&steps), "{name} activations");
 
-        let instructions = lines
-            .iter()
+        let instructions = out
+            .stdout
+            .lines()
             .find_map(|l| l.strip_prefix("instructions per token: "))
             .and_then(|n| n.parse::<u64>().ok())
             .unwrap_or_else(|| panic!("no instruction count in:\n{}", out.stdout));
@@ -200,14 +229,16 @@ fn the_emulated_m33_prints_what_the_host_prints_bit_for_bit() {
     }
 }
 
-/// Runs the firmware expecting failure: exit code 1 and an `error:` line containing `needle`.
-fn assert_fails(elf: &Path, args: &[&str], needle: &str) {
+/// Runs the firmware expecting failure: exit code 1 and an `error:` line containing `needle`,
+/// which is returned.
+fn assert_fails(elf: &Path, args: &[&str], needle: &str) -> String {
     let out = qemu(elf, args);
     assert_eq!(out.code, Some(1), "{args:?}:\n{}", out.stdout);
     let errors: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with("error: ")).collect();
     assert_eq!(errors.len(), 1, "one error line expected:\n{}", out.stdout);
     assert!(errors[0].contains(needle), "expected '{needle}' in: {}", errors[0]);
     assert!(!out.stdout.contains("panic"), "{}", out.stdout);
+    errors[0].to_owned()
 }
 
 #[test]
@@ -242,6 +273,84 @@ fn a_corrupt_header_is_one_error_line() {
 }
 
 #[test]
+fn a_text_prompt_is_encoded_on_the_board_as_the_host_encodes_it() {
+    let Some(elf) = firmware() else { return };
+    let pack = tiny_pack();
+    let text = "Alan Turing theorized that computers would one day become";
+    let opts = RunOptions::with_prompt(Prompt::Text(text.into()), 6);
+    let (expected, steps) = host_lines(pack, &opts);
+    let prompt = run(pack, &opts, |_| {}).unwrap().prompt;
+    // QEMU's command line cannot carry a space inside an argument: one word each.
+    let mut args = vec![pack.to_str().unwrap()];
+    args.extend(text.split(' '));
+    args.extend(["-n", "6", "--bits"]);
+    let out = qemu(elf, &args);
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
+    let (printed, bits) = step_lines(&out.stdout);
+    assert_eq!(printed[..expected.len()], expected, "{}", out.stdout);
+    assert_eq!(bits, host_bits(&steps));
+    assert!(out.stdout.contains(&format!("\nprompt: {}\n", ids(&prompt))), "{}", out.stdout);
+
+    // No prompt at all starts from <|endoftext|>, as on the host.
+    let (expected, _) = host_lines(pack, &RunOptions::with_prompt(Prompt::Text(String::new()), 2));
+    let out = qemu(elf, &[pack.to_str().unwrap(), "-n", "2"]);
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
+    assert_eq!(step_lines(&out.stdout).0[..expected.len()], expected, "{}", out.stdout);
+}
+
+#[test]
+fn a_pack_without_a_tokenizer_takes_token_ids_only() {
+    let Some(elf) = firmware() else { return };
+    let pack = deep_pack().to_str().unwrap();
+    let args = [pack, "Alan", "Turing", "-n", "2"];
+    assert_fails(elf, &args, "this pack has no tokenizer sections: give token ids instead of text");
+}
+
+#[test]
+fn a_context_beyond_the_ram_spills_to_a_host_file() {
+    let Some(elf) = firmware() else { return };
+    let pack = deep_pack();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("qemu_m33");
+    std::fs::create_dir_all(&dir).unwrap();
+    let kv_file = dir.join("kv-spill.bin");
+    let _ = std::fs::remove_file(&kv_file);
+    let (path, kv_path) = (pack.to_str().unwrap(), kv_file.to_str().unwrap());
+
+    // 3 + 60 - 1 = 62 positions; the RAM holds 29 of them.
+    let opts = RunOptions::new(vec![1, 2, 3], 60);
+    let (expected, steps) = host_lines(pack, &opts);
+    let args = [path, "--tokens", "1,2,3", "-n", "60", "--kv-file", kv_path, "--bits"];
+    let out = qemu(elf, &args);
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
+    let kv_line = out.stdout.lines().find(|l| l.starts_with("kv: ")).expect("a kv line");
+    let spilled = format!("positions ({kv_path})");
+    assert!(kv_line.contains(" + host ") && kv_line.ends_with(&spilled), "{kv_line}");
+    let (printed, bits) = step_lines(&out.stdout);
+    assert_eq!(printed[..expected.len()], expected, "{}", out.stdout);
+    assert_eq!(bits, host_bits(&steps));
+    // The host spilling to its own file under a RAM budget prints the same.
+    let budget = RunOptions { ram_budget: Some(256 * 1024), ..opts };
+    let (spilled_on_host, _) = host_lines(pack, &budget);
+    assert_eq!(spilled_on_host, expected);
+    let plan = run(pack, &budget, |_| {}).unwrap().kv.unwrap();
+    assert!(plan.spilled_positions > 0, "{plan:?}");
+    // 62 - 29 positions of 8 × 2 × 256 f32 values.
+    let spill_bytes = std::fs::metadata(&kv_file).unwrap().len();
+    assert_eq!(spill_bytes % (8 * 2 * 256 * 4), 0, "{spill_bytes}");
+
+    // Without --kv-file the same request is one error naming the positions.
+    let args = [path, "--tokens", "1,2,3", "-n", "60"];
+    let error = assert_fails(elf, &args, "62 positions needed, the KV cache in RAM holds");
+    assert!(error.contains("give --kv-file PATH"), "{error}");
+
+    // A context that fits never touches the file.
+    std::fs::remove_file(&kv_file).unwrap();
+    let out = qemu(elf, &[path, "--tokens", "1,2,3", "-n", "4", "--kv-file", kv_path]);
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
+    assert!(!kv_file.exists());
+}
+
+#[test]
 fn a_model_larger_than_the_ram_is_one_error_line() {
     let Some(elf) = firmware() else { return };
     // Wider than GPT-2 124M: its working memory exceeds the static workspace.
@@ -257,27 +366,22 @@ fn a_model_larger_than_the_ram_is_one_error_line() {
         Fixture::new("qemu_m33_wide", wide, 3).pack("int8", MatrixFormat::Int8 { block: 32 }, true);
     let args = [pack.to_str().unwrap(), "--tokens", "1,2", "-n", "2"];
     assert_fails(elf, &args, "model too large for this board's RAM");
-
-    // Fits the workspace, but 16 KiB per position: the KV cache holds fewer than asked.
-    let deep = ModelConfig {
-        n_layer: 8,
-        n_embd: 256,
-        n_head: 4,
-        n_ctx: 128,
-        vocab_size: 512,
-        layer_norm_epsilon: 1e-5,
-    };
-    let pack =
-        Fixture::new("qemu_m33_deep", deep, 4).pack("int8", MatrixFormat::Int8 { block: 32 }, true);
-    let args = [pack.to_str().unwrap(), "--tokens", "1,2,3", "-n", "60"];
-    assert_fails(elf, &args, "positions needed, the KV cache in RAM holds");
 }
 
 #[test]
 fn bad_arguments_are_a_usage_error() {
     let Some(elf) = firmware() else { return };
     let pack = tiny_pack().to_str().unwrap();
-    for args in [&[pack, "-n", "x"][..], &[pack, "--kv", "f64"], &[pack, "--tokens", "1,x"], &[]] {
+    let cases = [
+        &[pack, "-n", "x"][..],
+        &[pack, "--kv", "f64"],
+        &[pack, "--tokens", "1,x"],
+        &[pack, "--tokens", "1", "Alan"],
+        &[pack, "--kv-file"],
+        &[pack, "--unknown"],
+        &[],
+    ];
+    for args in cases {
         let out = qemu(elf, args);
         assert_eq!(out.code, Some(2), "{args:?}:\n{}", out.stdout);
         assert!(out.stdout.starts_with("error: "), "{}", out.stdout);

@@ -1,24 +1,25 @@
 //! The generation flags every board understands, spelled as `host-tools run` spells them:
-//! `--tokens 1,2,3 -n N --kv f32|f16|int8 --activations f32|int8 --bits --no-verify`.
+//! `--tokens 1,2,3 -n N --kv f32|f16|int8 --activations f32|int8 --bits --no-verify`, and the
+//! console line every SD board reads: token ids or text, and those flags.
 //!
 //! A board reads them from wherever its words come from (QEMU's command line, a serial
-//! console's line) and interprets the words left over itself (a file name, a bare token list).
+//! console's line) and interprets the words left over itself (a file name, the prompt).
 
 use core::fmt;
 
 use picogpt_core::{Activations, KvFormat};
 
-use crate::prompt::{Prompt, PromptError, parse_tokens};
+use crate::prompt::{Input, Prompt, PromptError, Words, parse_tokens};
 use crate::session::Request;
 
-/// Most words a board may interpret itself.
-pub const MAX_REST: usize = 4;
+/// Longest line a board's console reads, in bytes.
+pub const MAX_LINE: usize = 256;
 
 /// The generation flags, with a board's defaults for those not given.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Options<'a> {
-    /// Prompt token ids (empty: the board's default, or `<|endoftext|>`).
-    pub prompt: Prompt,
+    /// The prompt: token ids or text (none: the board's default, or `<|endoftext|>`).
+    pub prompt: Input<'a>,
     /// Tokens to generate.
     pub n: usize,
     /// KV cache element format.
@@ -29,22 +30,12 @@ pub struct Options<'a> {
     pub bits: bool,
     /// Check tensor CRCs during the first pass.
     pub verify: bool,
-    /// Words not understood here, in order.
-    pub rest: heapless::Vec<&'a str, MAX_REST>,
 }
 
 impl Options<'_> {
     /// Options with no prompt, `n` tokens, `kv` and `activations`, CRC checks on, no bits.
     pub fn new(n: usize, kv: KvFormat, activations: Activations) -> Self {
-        Self {
-            prompt: Prompt::new(),
-            n,
-            kv,
-            activations,
-            bits: false,
-            verify: true,
-            rest: heapless::Vec::new(),
-        }
+        Self { prompt: Input::empty(), n, kv, activations, bits: false, verify: true }
     }
 }
 
@@ -59,10 +50,8 @@ pub enum OptionsError<'a> {
     BadKv(&'a str),
     /// `--activations` with an unknown path.
     BadActivations(&'a str),
-    /// A bad token list.
+    /// A bad token list, or a text too long.
     Prompt(PromptError),
-    /// More than [`MAX_REST`] other words.
-    TooManyWords,
 }
 
 impl fmt::Display for OptionsError<'_> {
@@ -75,23 +64,35 @@ impl fmt::Display for OptionsError<'_> {
                 write!(f, "--activations takes f32 or int8, not '{value}'")
             }
             Self::Prompt(e) => write!(f, "{e}"),
-            Self::TooManyWords => write!(f, "too many arguments"),
         }
     }
 }
 
-/// Reads the flags among `words` over `defaults`; other words go to [`Options::rest`].
-pub fn parse_options<'a>(
-    words: impl IntoIterator<Item = &'a str>,
+/// Whether `word` is meant as a flag: `-x…` or `--…` (`-` or `-5` alone are text).
+pub fn is_flag(word: &str) -> bool {
+    let mut chars = word.chars();
+    chars.next() == Some('-') && chars.next().is_some_and(|c| c == '-' || c.is_ascii_alphabetic())
+}
+
+/// Reads the flags among `words` over `defaults`. Every other word goes, in order, to
+/// `other`, with the remaining words (to take a value of its own flag from).
+pub fn parse_options<'a, I, E>(
+    words: I,
     defaults: Options<'a>,
-) -> Result<Options<'a>, OptionsError<'a>> {
+    mut other: impl FnMut(&'a str, &mut I) -> Result<(), E>,
+) -> Result<Options<'a>, E>
+where
+    I: Iterator<Item = &'a str>,
+    E: From<OptionsError<'a>>,
+{
     let mut options = defaults;
-    let mut words = words.into_iter();
+    let mut words = words;
     while let Some(word) = words.next() {
         let mut value = |flag| words.next().ok_or(OptionsError::MissingValue(flag));
         match word {
             "--tokens" => {
-                options.prompt = parse_tokens(value("--tokens")?).map_err(OptionsError::Prompt)?;
+                let list = value("--tokens")?;
+                options.prompt = Input::Tokens(parse_tokens(list).map_err(OptionsError::Prompt)?);
             }
             "-n" => {
                 let count = value("-n")?;
@@ -102,19 +103,19 @@ pub fn parse_options<'a>(
                     "f32" => KvFormat::F32,
                     "f16" => KvFormat::F16,
                     "int8" => KvFormat::Int8,
-                    other => return Err(OptionsError::BadKv(other)),
+                    other => return Err(OptionsError::BadKv(other).into()),
                 };
             }
             "--activations" => {
                 options.activations = match value("--activations")? {
                     "f32" => Activations::F32,
                     "int8" => Activations::Int8,
-                    other => return Err(OptionsError::BadActivations(other)),
+                    other => return Err(OptionsError::BadActivations(other).into()),
                 };
             }
             "--bits" => options.bits = true,
             "--no-verify" => options.verify = false,
-            other => options.rest.push(other).map_err(|_| OptionsError::TooManyWords)?,
+            word => other(word, &mut words)?,
         }
     }
     Ok(options)
@@ -127,8 +128,19 @@ pub enum LineError<'a> {
     Options(OptionsError<'a>),
     /// A flag no board knows.
     UnknownFlag(&'a str),
-    /// A word after the token list.
-    Unexpected(&'a str),
+    /// Both `--tokens` and a prompt typed as ids or text.
+    TwoPrompts,
+    /// The line is not UTF-8.
+    NotUtf8 {
+        /// Byte offset of the first invalid sequence.
+        offset: usize,
+    },
+}
+
+impl<'a> From<OptionsError<'a>> for LineError<'a> {
+    fn from(e: OptionsError<'a>) -> Self {
+        Self::Options(e)
+    }
 }
 
 impl fmt::Display for LineError<'_> {
@@ -136,37 +148,48 @@ impl fmt::Display for LineError<'_> {
         match self {
             Self::Options(e) => write!(f, "{e}"),
             Self::UnknownFlag(flag) => write!(f, "unknown flag '{flag}'"),
-            Self::Unexpected(word) => write!(f, "unexpected '{word}' after the token ids"),
+            Self::TwoPrompts => write!(f, "give either --tokens or a prompt, not both"),
+            Self::NotUtf8 { offset } => write!(f, "the line is not valid UTF-8 (byte {offset})"),
         }
     }
 }
 
-/// Reads a console line: token ids, comma-separated, and the generation flags, e.g.
-/// `36235,39141 -n 4 --bits`. Without ids the prompt is `default_prompt`.
+/// Reads a console line: a prompt and the generation flags. The words that are not flags
+/// are the prompt: one comma-separated token-id list (`36235,39141 -n 4 --bits`) is token
+/// ids, anything else is text, its words joined by single spaces in `text` (`Alan Turing
+/// -n 4`). Without a prompt it is `default_prompt`.
 pub fn parse_line<'a>(
-    line: &'a str,
+    line: &'a [u8],
     defaults: Options<'a>,
     default_prompt: &[u32],
+    text: &'a mut [u8],
 ) -> Result<Options<'a>, LineError<'a>> {
-    let mut options =
-        parse_options(line.split_whitespace(), defaults).map_err(LineError::Options)?;
-    let mut ids = None;
-    for &word in &options.rest {
-        match word {
-            flag if flag.starts_with('-') => return Err(LineError::UnknownFlag(flag)),
-            list if ids.is_none() => ids = Some(list),
-            extra => return Err(LineError::Unexpected(extra)),
+    let line =
+        core::str::from_utf8(line).map_err(|e| LineError::NotUtf8 { offset: e.valid_up_to() })?;
+    let mut words = Words::new(text);
+    let mut first = None;
+    let mut options = parse_options(line.split_whitespace(), defaults, |word, _| {
+        if is_flag(word) {
+            return Err(LineError::UnknownFlag(word));
         }
-    }
-    let prompt = match ids {
-        Some(list) => parse_tokens(list),
-        None if options.prompt.is_empty() => {
-            Prompt::from_slice(default_prompt).map_err(|_| PromptError::TooMany)
-        }
-        None => Ok(options.prompt.clone()),
+        first.get_or_insert(word);
+        words.push(word).map_err(|e| LineError::Options(OptionsError::Prompt(e)))
+    })?;
+    let typed = matches!(&options.prompt, Input::Tokens(ids) if !ids.is_empty());
+    options.prompt = match (first, words.count()) {
+        (None, _) if typed => options.prompt,
+        (None, _) => Input::Tokens(
+            Prompt::from_slice(default_prompt)
+                .map_err(|_| OptionsError::Prompt(PromptError::TooMany))?,
+        ),
+        (Some(_), _) if typed => return Err(LineError::TwoPrompts),
+        (Some(list), 1) => match parse_tokens(list) {
+            Ok(ids) => Input::Tokens(ids),
+            Err(e @ PromptError::TooMany) => return Err(OptionsError::Prompt(e).into()),
+            Err(_) => Input::Text(words.finish()),
+        },
+        (Some(_), _) => Input::Text(words.finish()),
     };
-    options.prompt = prompt.map_err(|e| LineError::Options(OptionsError::Prompt(e)))?;
-    options.rest.clear();
     Ok(options)
 }
 
@@ -205,48 +228,84 @@ pub fn activations_name(activations: Activations) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
+
     use super::*;
 
     fn defaults() -> Options<'static> {
         Options::new(8, KvFormat::Int8, Activations::F32)
     }
 
+    /// The flags of `line`, and the words left over.
+    fn split(line: &str) -> Result<(Options<'_>, heapless::Vec<&str, 8>), OptionsError<'_>> {
+        let mut rest = heapless::Vec::new();
+        let options = parse_options(line.split(' '), defaults(), |word, _| {
+            let _ = rest.push(word);
+            Ok::<_, OptionsError<'_>>(())
+        })?;
+        Ok((options, rest))
+    }
+
+    /// `line` read over [`defaults`] with default prompt 9: its prompt and `-n`, or the error.
+    fn line(line: &[u8]) -> Result<(Input<'_>, usize), LineError<'_>> {
+        // Leaked so the joined text can outlive the call; a test's few bytes.
+        let buf = std::boxed::Box::leak(std::boxed::Box::new([0u8; MAX_LINE]));
+        parse_line(line, defaults(), &[9], buf).map(|o| (o.prompt, o.n))
+    }
+
+    fn tokens(ids: &[u32]) -> Input<'static> {
+        Input::Tokens(Prompt::from_slice(ids).unwrap())
+    }
+
     #[test]
     fn reads_flags_and_leaves_the_rest() {
-        let line = "FILE --tokens 1,2 -n 4 --kv f16 --activations int8 --bits --no-verify --icount";
-        let o = parse_options(line.split(' '), defaults()).unwrap();
-        assert_eq!(&o.prompt[..], &[1, 2]);
+        let (o, rest) =
+            split("FILE --tokens 1,2 -n 4 --kv f16 --activations int8 --bits --no-verify --icount")
+                .unwrap();
+        assert_eq!(o.prompt, tokens(&[1, 2]));
         assert_eq!(
             (o.n, o.kv, o.activations, o.bits, o.verify),
             (4, KvFormat::F16, Activations::Int8, true, false)
         );
-        assert_eq!(&o.rest[..], &["FILE", "--icount"]);
+        assert_eq!(&rest[..], &["FILE", "--icount"]);
     }
 
     #[test]
     fn keeps_the_defaults() {
-        let o = parse_options("36235,39141".split(' '), defaults()).unwrap();
+        let (o, rest) = split("36235,39141").unwrap();
         assert_eq!(
             (o.n, o.kv, o.activations, o.bits, o.verify),
             (8, KvFormat::Int8, Activations::F32, false, true)
         );
-        assert!(o.prompt.is_empty());
-        assert_eq!(&o.rest[..], &["36235,39141"]);
+        assert_eq!(o.prompt, Input::empty());
+        assert_eq!(&rest[..], &["36235,39141"]);
     }
 
     #[test]
     fn reads_console_lines() {
-        let o = parse_line("36235,39141 -n 4", defaults(), &[9]).unwrap();
-        assert_eq!((&o.prompt[..], o.n), (&[36235, 39141][..], 4));
-        assert_eq!(&parse_line("  ", defaults(), &[9]).unwrap().prompt[..], &[9]);
-        assert_eq!(&parse_line("--tokens 5", defaults(), &[9]).unwrap().prompt[..], &[5]);
-        assert_eq!(parse_line("1 2", defaults(), &[9]), Err(LineError::Unexpected("2")));
-        assert_eq!(parse_line("1 --x", defaults(), &[9]), Err(LineError::UnknownFlag("--x")));
+        assert_eq!(line(b"36235,39141 -n 4"), Ok((tokens(&[36235, 39141]), 4)));
+        assert_eq!(line(b"  "), Ok((tokens(&[9]), 8)));
+        assert_eq!(line(b"-n 2"), Ok((tokens(&[9]), 2)));
+        assert_eq!(line(b"--tokens 5"), Ok((tokens(&[5]), 8)));
+        assert_eq!(line(b"1 --x"), Err(LineError::UnknownFlag("--x")));
+    }
+
+    #[test]
+    fn anything_but_a_token_list_is_text() {
+        assert_eq!(
+            line(b"  Alan   Turing -n 4 theorized  "),
+            Ok((Input::Text("Alan Turing theorized"), 4))
+        );
+        for text in ["1 2", "1,x", "-5 degrees", "caf\u{e9}"] {
+            assert_eq!(line(text.as_bytes()), Ok((Input::Text(text), 8)));
+        }
+        assert_eq!(line(b"--tokens 1 Alan"), Err(LineError::TwoPrompts));
+        assert_eq!(line(b"Al\xffan"), Err(LineError::NotUtf8 { offset: 2 }));
     }
 
     #[test]
     fn rejects_bad_values() {
-        let bad = |line: &'static str| parse_options(line.split(' '), defaults()).err();
+        let bad = |line: &'static str| split(line).err();
         assert_eq!(bad("-n"), Some(OptionsError::MissingValue("-n")));
         assert_eq!(bad("-n x"), Some(OptionsError::BadCount("x")));
         assert_eq!(bad("--kv f64"), Some(OptionsError::BadKv("f64")));
@@ -255,6 +314,11 @@ mod tests {
             bad("--tokens 1,a"),
             Some(OptionsError::Prompt(PromptError::NotANumber { item: 2 }))
         );
-        assert_eq!(bad("a b c d e"), Some(OptionsError::TooManyWords));
+    }
+
+    #[test]
+    fn tells_flags_from_text() {
+        assert!(is_flag("-n") && is_flag("--kv") && is_flag("--"));
+        assert!(!is_flag("-") && !is_flag("-5") && !is_flag("a-b"));
     }
 }

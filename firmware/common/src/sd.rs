@@ -1,26 +1,46 @@
 //! Boards with an SD card: the pack is `MODEL.PGP` in the root of a FAT volume, read through
-//! embedded-sdmmc, and each console line is answered from it (feature `sd`).
+//! embedded-sdmmc, KV positions beyond the RAM go to `KV.BIN` beside it, and each console
+//! line is answered from them (feature `sd`). Without a card, a pack in flash may answer.
 
+use core::convert::Infallible;
 use core::fmt::{self, Write};
 
-use embedded_sdmmc::{BlockDevice, File, Mode, TimeSource, Timestamp, VolumeIdx, VolumeManager};
-use picogpt_core::{Model, Storage};
+use embedded_sdmmc::{
+    BlockDevice, Directory, File, Mode, TimeSource, Timestamp, VolumeIdx, VolumeManager,
+};
+use picogpt_core::{Model, Storage, StorageMut};
 
-use crate::options::{Options, parse_line};
+use crate::board::{Board, answer, answer_from_memory, is_pack};
+use crate::failure::Failure;
+use crate::kv::{Spill, SpillError};
+use crate::options::{MAX_LINE, parse_line};
 use crate::prompt::DEFAULT_PROMPT;
-use crate::session::{Clock, Failure, Memory, generate, write_timing};
-use crate::{CHUNK_BYTES, MAX_PROMPT};
+use crate::session::Clock;
 
 /// The pack, in the card's root directory (an 8.3 name: embedded-sdmmc reads no long names).
 pub const MODEL_FILE: &str = "MODEL.PGP";
 
-/// Open directories, files and volumes the board needs: the root, the pack, one volume.
-type Volumes<D> = VolumeManager<D, NoClock, 1, 1, 1>;
+/// The spilled part of the KV cache, beside the pack: created when a context first needs it,
+/// grown when a longer one does, never shrunk (delete it to get the space back).
+pub const KV_FILE: &str = "KV.BIN";
+
+/// Bytes written per call while `KV.BIN` grows: one sector.
+const SECTOR: usize = 512;
+
+/// The card's file system, with as many open directories, files and volumes as the board
+/// needs: the root; the pack and `KV.BIN`; one volume.
+pub type Volumes<D> = VolumeManager<D, NoClock, 1, 2, 1>;
+
+/// An open file on the card.
+type CardFileHandle<'a, D> = File<'a, D, NoClock, 1, 2, 1>;
+
+/// The card's root directory.
+pub type Root<'a, D> = Directory<'a, D, NoClock, 1, 2, 1>;
 
 /// The file system's error over a card whose own error is `E`.
 pub type FsError<E> = embedded_sdmmc::Error<E>;
 
-/// Files are only read: every timestamp is the FAT epoch.
+/// The board keeps no time: every timestamp is the FAT epoch.
 pub struct NoClock;
 
 impl TimeSource for NoClock {
@@ -29,9 +49,10 @@ impl TimeSource for NoClock {
     }
 }
 
-/// A file on the card as core's [`Storage`]: seeks where core reads, reads what it asks.
+/// A file on the card as core's [`Storage`] (and [`StorageMut`] when opened for writing):
+/// seeks where core reads or writes, then reads or writes what it asks.
 pub struct CardFile<'a, D: BlockDevice> {
-    file: File<'a, D, NoClock, 1, 1, 1>,
+    file: CardFileHandle<'a, D>,
     len: u64,
     /// The file's position, to skip needless seeks.
     pos: u64,
@@ -39,9 +60,20 @@ pub struct CardFile<'a, D: BlockDevice> {
 
 impl<'a, D: BlockDevice> CardFile<'a, D> {
     /// Wraps an open file.
-    pub fn new(file: File<'a, D, NoClock, 1, 1, 1>) -> Self {
+    fn new(file: CardFileHandle<'a, D>) -> Self {
         let len = u64::from(file.length());
-        Self { file, len, pos: 0 }
+        let pos = u64::from(file.offset());
+        Self { file, len, pos }
+    }
+
+    /// Moves the file's position to `offset`, unless it is there.
+    fn seek(&mut self, offset: u64) -> Result<(), FsError<D::Error>> {
+        if offset != self.pos {
+            let at = u32::try_from(offset).map_err(|_| embedded_sdmmc::Error::InvalidOffset)?;
+            self.file.seek_from_start(at)?;
+            self.pos = offset;
+        }
+        Ok(())
     }
 }
 
@@ -52,11 +84,7 @@ impl<D: BlockDevice> Storage for CardFile<'_, D> {
         if offset >= self.len {
             return Ok(0);
         }
-        if offset != self.pos {
-            let at = u32::try_from(offset).map_err(|_| embedded_sdmmc::Error::InvalidOffset)?;
-            self.file.seek_from_start(at)?;
-            self.pos = offset;
-        }
+        self.seek(offset)?;
         let n = self.file.read(buf)?;
         self.pos += n as u64;
         Ok(n)
@@ -67,6 +95,61 @@ impl<D: BlockDevice> Storage for CardFile<'_, D> {
     }
 }
 
+impl<D: BlockDevice> StorageMut for CardFile<'_, D> {
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), Self::Error> {
+        self.seek(offset)?;
+        self.file.write(buf)?;
+        self.pos += buf.len() as u64;
+        self.len = self.len.max(self.pos);
+        Ok(())
+    }
+}
+
+/// `KV.BIN` in the card's root, opened read-write (created or grown) when a generation
+/// needs it.
+pub struct CardSpill<'r, 'a, D: BlockDevice> {
+    root: &'r Root<'a, D>,
+}
+
+impl<'r, 'a, D: BlockDevice> CardSpill<'r, 'a, D> {
+    /// `KV.BIN` in `root`.
+    pub fn new(root: &'r Root<'a, D>) -> Self {
+        Self { root }
+    }
+}
+
+impl<'a, D: BlockDevice> Spill for CardSpill<'_, 'a, D> {
+    type Storage = CardFile<'a, D>;
+
+    fn medium(&self) -> &'static str {
+        "sd"
+    }
+
+    fn name(&self) -> &str {
+        KV_FILE
+    }
+
+    fn open(&mut self, bytes: u64) -> Result<CardFile<'a, D>, SpillError<FsError<D::Error>>> {
+        let at_most =
+            u32::try_from(bytes).map_err(|_| SpillError::TooLarge { what: KV_FILE, bytes })?;
+        let fail = |error| SpillError::Storage { what: KV_FILE, error };
+        let file =
+            self.root.open_file_in_dir(KV_FILE, Mode::ReadWriteCreateOrAppend).map_err(fail)?;
+        // Opened for appending: each write extends the file from its end.
+        let zeros = [0u8; SECTOR];
+        while file.length() < at_most {
+            let before = file.length();
+            let n = (at_most - before).min(SECTOR as u32) as usize;
+            file.write(zeros.get(..n).unwrap_or_default()).map_err(fail)?;
+            if file.length() <= before {
+                return Err(SpillError::TooLarge { what: KV_FILE, bytes });
+            }
+        }
+        file.flush().map_err(fail)?;
+        Ok(CardFile::new(file))
+    }
+}
+
 /// Why a console line got no answer.
 #[derive(Debug)]
 pub enum Problem<E: core::error::Error> {
@@ -74,8 +157,10 @@ pub enum Problem<E: core::error::Error> {
     Card(E),
     /// The file system, or the pack's file on it.
     File(&'static str, FsError<E>),
-    /// Core, the model or the board's RAM.
+    /// Core, the model or the board's RAM, with the pack on the card.
     Generate(Failure<FsError<E>>),
+    /// The same, with the pack in flash.
+    Flash(Failure<Infallible>),
 }
 
 impl<E: core::error::Error> fmt::Display for Problem<E> {
@@ -83,35 +168,26 @@ impl<E: core::error::Error> fmt::Display for Problem<E> {
         match self {
             Self::Card(e) => write!(f, "SD card: {e} (is a card in the slot?)"),
             Self::File(what, e) => write!(f, "{what}: {e}"),
+            Self::Generate(e @ Failure::Spill(_)) => write!(f, "{e}"),
             Self::Generate(e) => write!(f, "{MODEL_FILE}: {e}"),
+            Self::Flash(e) => write!(f, "the pack in flash: {e}"),
         }
     }
 }
 
-/// What a board brings to answer a line.
-pub struct Board<'m, W, C> {
-    /// Core's workspace and the KV cache.
-    pub memory: Memory<'m>,
-    /// The console.
-    pub out: W,
-    /// The clock the timing lines are measured with.
-    pub clock: C,
-    /// Clock ticks per millisecond.
-    pub ticks_per_ms: u64,
-    /// Flags not given on the line (the board's `-n`, `--kv`, `--activations`).
-    pub defaults: Options<'static>,
-}
-
-/// Answers one console line from the card: token ids and flags (empty: picoGPT's prompt),
-/// `restart` (re)starts the card, then the lines of [`generate`] and the timing follow, or
-/// one `error:` line. Gives the card back for the next line.
+/// Answers one console line: a prompt (token ids or text) and flags (empty: picoGPT's
+/// prompt). `restart` (re)starts the card; the lines of [`crate::session::generate`] and the
+/// timing follow, or one `error:` line. Without a card, a pack in `flash` (XIP-mapped, its
+/// magic checked here) answers instead. Gives the card back for the next line.
 pub fn answer_line<D: BlockDevice, W: Write, C: Clock>(
-    line: &str,
+    line: &[u8],
     card: D,
     restart: impl FnOnce(&D) -> Result<u64, D::Error>,
+    flash: Option<&[u8]>,
     board: &mut Board<'_, W, C>,
 ) -> D {
-    let options = match parse_line(line, board.defaults.clone(), &DEFAULT_PROMPT) {
+    let mut text = [0u8; MAX_LINE];
+    let options = match parse_line(line, board.defaults.clone(), &DEFAULT_PROMPT, &mut text) {
         Ok(options) => options,
         Err(e) => {
             let _ = writeln!(board.out, "error: {e}");
@@ -119,19 +195,25 @@ pub fn answer_line<D: BlockDevice, W: Write, C: Clock>(
         }
     };
     if let Err(e) = restart(&card) {
-        let _ = writeln!(board.out, "error: {}", Problem::Card(e));
+        let problem = match flash.filter(|pack| is_pack(pack)) {
+            Some(pack) => answer_from_memory(pack, &options, board).err().map(Problem::Flash),
+            None => Some(Problem::Card(e)),
+        };
+        if let Some(problem) = problem {
+            let _ = writeln!(board.out, "error: {problem}");
+        }
         return card;
     }
     let volumes = Volumes::new_with_limits(card, NoClock, 5000);
-    if let Err(problem) = answer(&options, &volumes, board) {
+    if let Err(problem) = answer_from_card(&options, &volumes, board) {
         let _ = writeln!(board.out, "error: {problem}");
     }
     volumes.free().0
 }
 
-/// Opens the pack on the card and generates what `options` ask.
-fn answer<D: BlockDevice, W: Write, C: Clock>(
-    options: &Options<'_>,
+/// Opens the pack on the card and generates what `options` ask, spilling to `KV.BIN`.
+fn answer_from_card<D: BlockDevice, W: Write, C: Clock>(
+    options: &crate::Options<'_>,
     volumes: &Volumes<D>,
     board: &mut Board<'_, W, C>,
 ) -> Result<(), Problem<D::Error>> {
@@ -141,10 +223,6 @@ fn answer<D: BlockDevice, W: Write, C: Clock>(
         .open_file_in_dir(MODEL_FILE, Mode::ReadOnly)
         .map_err(|e| Problem::File(MODEL_FILE, e))?;
     let mut model = Model::open(CardFile::new(file)).map_err(|e| Problem::Generate(e.into()))?;
-    let request = options.request(CHUNK_BYTES, MAX_PROMPT);
-    let memory = Memory { workspace: &mut *board.memory.workspace, kv: &mut *board.memory.kv };
-    let stats = generate(&mut model, memory, &request, &mut board.out, &mut board.clock)
-        .map_err(Problem::Generate)?;
-    let _ = write_timing(&mut board.out, &stats, board.ticks_per_ms, "");
-    Ok(())
+    let mut spill = CardSpill::new(&root);
+    answer(&mut model, options, &mut spill, board).map_err(Problem::Generate)
 }

@@ -1,5 +1,5 @@
-//! The console on the C6's USB-Serial-JTAG port: lines in (echoed, with backspace), text out
-//! with `\r\n`. Output gives up after a short wait while no terminal drains it, so the model
+//! The console on the C6's USB-Serial-JTAG port: lines in (UTF-8 text included, echoed, with
+//! backspace), text out with `\r\n`. Output gives up after a short wait while no terminal drains it, so the model
 //! never hangs on a closed port; the next typed byte re-enables it.
 
 use core::fmt;
@@ -7,12 +7,7 @@ use core::fmt;
 use esp_hal::Blocking;
 use esp_hal::time::{Duration, Instant};
 use esp_hal::usb::usb_serial_jtag::UsbSerialJtag;
-
-/// Longest line the console accepts.
-pub const LINE_BYTES: usize = 256;
-
-/// A line typed at the console.
-pub type Line = heapless::String<LINE_BYTES>;
+use picogpt_board::line::{Edit, Line, edit};
 
 /// How long a full FIFO may stay full before the port counts as closed.
 const STALL: Duration = Duration::from_millis(100);
@@ -36,16 +31,14 @@ impl Console {
         loop {
             let Ok(byte) = self.usb.read_byte() else { continue };
             self.closed = false;
-            match byte {
-                b'\r' | b'\n' => {
+            match edit(&mut line, byte) {
+                Edit::Enter => {
                     self.send(b"\r\n");
                     return line;
                 }
-                0x08 | 0x7f if line.pop().is_some() => self.send(b"\x08 \x08"),
-                printable @ 0x20..=0x7e if line.push(char::from(printable)).is_ok() => {
-                    self.send(&[printable]);
-                }
-                _ => {}
+                Edit::Echo(byte) => self.send(&[byte]),
+                Edit::Erase => self.send(b"\x08 \x08"),
+                Edit::Ignore => {}
             }
         }
     }

@@ -12,13 +12,15 @@
 //!           3V3, GND -- card VCC, GND
 //! ```
 //!
-//! The card is FAT32 with the pack in its root as `MODEL.PGP` (an 8.3 name).
+//! The card is FAT32 with the pack in its root as `MODEL.PGP` (an 8.3 name). KV positions
+//! beyond the RAM go to `KV.BIN` beside it, created (or grown) when a context first needs it.
 //!
 //! Console: the C6's USB-Serial-JTAG port (the "USB" connector of the DevKitC), which
-//! `cargo run --release` (espflash) flashes through and then monitors. Type token ids,
-//! comma-separated, and the flags of `host-tools run` (`36235,39141 -n 8 --bits`), or just
-//! Enter for picoGPT's prompt; the answer is the host's step and candidate lines, then the
-//! prompt pass and ms per token. Any failure (no card, no file, a bad pack, a model too large
+//! `cargo run --release` (espflash) flashes through and then monitors. Type a prompt, text
+//! (`Alan Turing theorized -n 8`, encoded on the board) or comma-separated token ids
+//! (`36235,39141 -n 8 --bits`), with the flags of `host-tools run`, or just Enter for
+//! picoGPT's prompt; the answer is the host's step and candidate lines, then the prompt pass
+//! and ms per token. Any failure (no card, no file, a bad pack, a model too large
 //! for the RAM, a read error) is one `error:` line, and the next line is awaited.
 //!
 //! No FPU: every f32 operation of the forward pass is a call into the soft-float routines
@@ -39,9 +41,9 @@ use esp_backtrace as _;
 use esp_hal::clock::CpuClock;
 use esp_hal::time::Instant;
 use esp_hal::usb::usb_serial_jtag::UsbSerialJtag;
-use picogpt_board::Options;
-use picogpt_board::sd::{Board, answer_line};
-use picogpt_board::session::{Clock, Memory};
+use picogpt_board::board::Board;
+use picogpt_board::sd::answer_line;
+use picogpt_board::{Clock, Memory, Options};
 use picogpt_core::{Activations, KvFormat};
 
 use crate::console::Console;
@@ -49,7 +51,7 @@ use crate::console::Console;
 esp_bootloader_esp_idf::esp_app_desc!();
 
 /// Tokens generated when the line does not say: with the 10-token default prompt, within
-/// the 19 positions of the KV cache.
+/// the 19 positions of the KV cache in RAM.
 const DEFAULT_TOKENS: usize = 8;
 
 /// Microseconds since boot.
@@ -74,7 +76,7 @@ fn main() -> ! {
         }
     };
     let mut board = Board {
-        memory: Memory { workspace: ram.workspace, kv: ram.kv },
+        memory: Memory { workspace: ram.workspace, kv: ram.kv, tokens: ram.tokens, bpe: ram.bpe },
         out: console,
         clock: Micros,
         ticks_per_ms: 1000,
@@ -82,12 +84,12 @@ fn main() -> ! {
     };
     let _ = write!(
         board.out,
-        "picogpt on ESP32-C6: type token ids (36235,39141 -n 8 --bits), or Enter for the \
-         default prompt\n> "
+        "picogpt on ESP32-C6: type a prompt (text, or token ids such as 36235,39141) and flags \
+         (-n 8 --bits), or Enter for the default prompt\n> "
     );
     loop {
         let line = board.out.read_line();
-        card = answer_line(&line, card, sd::restart, &mut board);
+        card = answer_line(&line, card, sd::restart, None, &mut board);
         let _ = write!(board.out, "> ");
     }
 }

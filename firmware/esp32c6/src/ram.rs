@@ -5,9 +5,10 @@
 use core::ptr::addr_of_mut;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use picogpt_board::GPT2_124M_WORKSPACE_WORDS;
+use picogpt_board::{BPE_SCRATCH_WORDS, GPT2_124M_WORKSPACE_WORDS, MAX_PROMPT};
 
-/// Bytes of the KV cache: 19 positions of GPT-2 124M with an int8 cache (19,584 bytes each).
+/// Bytes of the KV cache in RAM: 19 positions of GPT-2 124M with an int8 cache (19,584 bytes
+/// each); longer contexts spill to `KV.BIN` on the card.
 pub const KV_BYTES: usize = 19 * 19_584;
 
 /// (f32 words) core's working memory: what GPT-2 124M int8 needs at batch 1 with 4 KiB
@@ -16,6 +17,12 @@ static mut WORKSPACE: [f32; GPT2_124M_WORKSPACE_WORDS] = [0.0; GPT2_124M_WORKSPA
 
 /// The KV cache.
 static mut KV: [u8; KV_BYTES] = [0; KV_BYTES];
+
+/// Token ids of an encoded text prompt.
+static mut TOKENS: [u32; MAX_PROMPT] = [0; MAX_PROMPT];
+
+/// BPE merge state while a text prompt is encoded.
+static mut BPE: [u32; BPE_SCRATCH_WORDS] = [0; BPE_SCRATCH_WORDS];
 
 /// Whether [`take`] has handed the buffers out.
 static TAKEN: AtomicBool = AtomicBool::new(false);
@@ -26,6 +33,10 @@ pub struct Ram {
     pub workspace: &'static mut [f32],
     /// The KV cache.
     pub kv: &'static mut [u8],
+    /// A text prompt's token ids.
+    pub tokens: &'static mut [u32],
+    /// A text prompt's BPE scratch.
+    pub bpe: &'static mut [u32],
 }
 
 /// The workspace and KV cache; `None` after the first call.
@@ -33,6 +44,13 @@ pub fn take() -> Option<Ram> {
     if TAKEN.swap(true, Ordering::AcqRel) {
         return None;
     }
-    // SAFETY: this runs once (TAKEN), and nothing else names the two statics.
-    unsafe { Some(Ram { workspace: &mut *addr_of_mut!(WORKSPACE), kv: &mut *addr_of_mut!(KV) }) }
+    // SAFETY: this runs once (TAKEN), and nothing else names these statics.
+    unsafe {
+        Some(Ram {
+            workspace: &mut *addr_of_mut!(WORKSPACE),
+            kv: &mut *addr_of_mut!(KV),
+            tokens: &mut *addr_of_mut!(TOKENS),
+            bpe: &mut *addr_of_mut!(BPE),
+        })
+    }
 }

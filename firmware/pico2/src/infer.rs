@@ -1,19 +1,22 @@
-//! Core 1: waits for a typed line, answers it from the pack on the SD card, prints `> `.
+//! Core 1: waits for a typed line, answers it from the pack on the SD card (or, without a
+//! card, from a pack in flash), prints `> `.
 
 use core::fmt::Write;
 
 use embassy_time::Instant;
-use picogpt_board::Options;
-use picogpt_board::sd::{Board, answer_line};
-use picogpt_board::session::{Clock, Memory};
+use picogpt_board::board::Board;
+use picogpt_board::sd::answer_line;
+use picogpt_board::{Clock, Memory, Options};
 use picogpt_core::{Activations, KvFormat};
 
+use crate::flash;
 use crate::link::{Console, LINES};
 use crate::ram::Ram;
 use crate::sd::{self, Card};
 
 /// Tokens generated when the line does not say: with the 10-token default prompt, well
-/// within the ~23 positions an int8 cache of GPT-2 124M gets here.
+/// within the 23 positions an int8 cache of GPT-2 124M gets in RAM here (longer contexts
+/// spill to `KV.BIN` on the card).
 const DEFAULT_TOKENS: usize = 8;
 
 /// Microseconds: embassy-time's ticks on the RP2350.
@@ -28,7 +31,7 @@ impl Clock for Micros {
 /// Serves lines forever.
 pub fn serve(mut card: Card, ram: Ram) -> ! {
     let mut board = Board {
-        memory: Memory { workspace: ram.workspace, kv: ram.kv },
+        memory: Memory { workspace: ram.workspace, kv: ram.kv, tokens: ram.tokens, bpe: ram.bpe },
         out: Console,
         clock: Micros,
         ticks_per_ms: 1000,
@@ -36,7 +39,7 @@ pub fn serve(mut card: Card, ram: Ram) -> ! {
     };
     loop {
         let line = embassy_futures::block_on(LINES.receive());
-        card = answer_line(&line, card, sd::restart, &mut board);
+        card = answer_line(&line, card, sd::restart, Some(flash::region()), &mut board);
         let _ = write!(board.out, "> ");
     }
 }

@@ -6,12 +6,7 @@ use core::fmt;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::channel::Channel;
 use embassy_sync::pipe::Pipe;
-
-/// Longest line the console accepts.
-pub const LINE_BYTES: usize = 256;
-
-/// A line typed at the console.
-pub type Line = heapless::String<LINE_BYTES>;
+use picogpt_board::line::Line;
 
 /// Lines on their way to the model; one at a time, as the model serves one at a time.
 pub static LINES: Channel<CriticalSectionRawMutex, Line, 1> = Channel::new();

@@ -12,19 +12,23 @@
 //! ```
 //!
 //! The card is FAT32 with the pack in its root as `MODEL.PGP` (an 8.3 name: embedded-sdmmc
-//! reads no long names): `cp model-int8.pgpt /media/sd/MODEL.PGP`.
+//! reads no long names): `cp model-int8.pgpt /media/sd/MODEL.PGP`. KV positions beyond the
+//! RAM go to `KV.BIN` beside it, created (or grown) when a context first needs it. Without a
+//! card, a small pack written to flash at 0x1010_0000 (`flash.rs`) answers instead.
 //!
-//! Console: USB CDC-ACM on the Pico's own USB port (`picocom /dev/ttyACM0`). Type token ids,
-//! comma-separated, and the flags of `host-tools run` (`36235,39141 -n 8 --bits`), or just
-//! Enter for picoGPT's prompt; the answer is the host's step and candidate lines, then the
-//! prompt pass and ms per token. Any failure (no card, no file, a bad pack, a model too large
-//! for the RAM, a read error) is one `error:` line, and the next line is awaited.
+//! Console: USB CDC-ACM on the Pico's own USB port (`picocom /dev/ttyACM0`). Type a prompt,
+//! text (`Alan Turing theorized -n 8`, encoded on the board) or comma-separated token ids
+//! (`36235,39141 -n 8 --bits`), with the flags of `host-tools run`, or just Enter for
+//! picoGPT's prompt; the answer is the host's step and candidate lines, then the prompt pass
+//! and ms per token. Any failure (no card, no file, a bad pack, a model too large for the
+//! RAM, a read error) is one `error:` line, and the next line is awaited.
 //! Diagnostics: defmt over RTT (`cargo run --release` flashes with probe-rs and shows them).
 //!
 //! Core 0 runs USB; core 1 runs the model, blocking on SPI, so the console stays alive.
 #![no_std]
 #![no_main]
 
+mod flash;
 mod infer;
 mod link;
 mod ram;

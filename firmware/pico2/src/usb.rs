@@ -8,9 +8,10 @@ use embassy_rp::peripherals::USB;
 use embassy_rp::usb::{Driver, InterruptHandler};
 use embassy_usb::class::cdc_acm::{CdcAcmClass, Receiver, Sender, State};
 use embassy_usb::{Builder, Config, UsbDevice};
+use picogpt_board::line::{Edit, Line, edit};
 use static_cell::StaticCell;
 
-use crate::link::{LINES, Line, OUTPUT};
+use crate::link::{LINES, OUTPUT};
 
 embassy_rp::bind_interrupts!(struct Irqs {
     USBCTRL_IRQ => InterruptHandler<USB>;
@@ -20,8 +21,8 @@ embassy_rp::bind_interrupts!(struct Irqs {
 const PACKET: usize = 64;
 
 /// What the console prints when a terminal connects.
-const BANNER: &str = "picogpt on Pico 2: type token ids (36235,39141 -n 8 --bits), or Enter for the \
-                          default prompt\r\n";
+const BANNER: &str = "picogpt on Pico 2: type a prompt (text, or token ids such as 36235,39141) \
+                      and flags (-n 8 --bits), or Enter for the default prompt\r\n";
 
 type UsbDriver = Driver<'static, USB>;
 
@@ -66,7 +67,8 @@ async fn run_device(mut device: UsbDevice<'static, UsbDriver>) -> ! {
     device.run().await
 }
 
-/// Gathers typed bytes into lines (echoing them, with backspace), and hands each to core 1.
+/// Gathers typed bytes (UTF-8 text included) into lines, echoing them, with backspace; hands
+/// each line to core 1.
 #[embassy_executor::task]
 async fn read_lines(mut rx: Receiver<'static, UsbDriver>) -> ! {
     let mut line = Line::new();
@@ -77,16 +79,14 @@ async fn read_lines(mut rx: Receiver<'static, UsbDriver>) -> ! {
         echo(b"> ");
         while let Ok(n) = rx.read_packet(&mut packet).await {
             for &byte in packet.get(..n).unwrap_or_default() {
-                match byte {
-                    b'\r' | b'\n' => {
+                match edit(&mut line, byte) {
+                    Edit::Enter => {
                         echo(b"\r\n");
                         LINES.send(core::mem::take(&mut line)).await;
                     }
-                    0x08 | 0x7f if line.pop().is_some() => echo(b"\x08 \x08"),
-                    printable @ 0x20..=0x7e if line.push(char::from(printable)).is_ok() => {
-                        echo(&[printable]);
-                    }
-                    _ => {}
+                    Edit::Echo(byte) => echo(&[byte]),
+                    Edit::Erase => echo(b"\x08 \x08"),
+                    Edit::Ignore => {}
                 }
             }
         }

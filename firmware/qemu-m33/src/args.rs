@@ -1,24 +1,30 @@
 //! The guest's command line, as QEMU passes it through semihosting: the program name, then
-//! `FILE` and `host-tools run`'s generation flags, plus `--icount`.
+//! `FILE`, the prompt's words and `host-tools run`'s generation flags, plus `--kv-file PATH`
+//! and `--icount`.
 
 use core::fmt;
 
+use picogpt_board::options::is_flag;
 use picogpt_board::session::DEFAULT_TOKENS;
-use picogpt_board::{Options, OptionsError, parse_options};
+use picogpt_board::{Input, Options, OptionsError, Words, parse_options};
 use picogpt_core::{Activations, KvFormat};
 
 /// One line of help, printed with every argument error.
-pub const USAGE: &str = "usage: picogpt FILE [--tokens 1,2,3] [-n N] [--kv f32|f16|int8] \
-                         [--activations f32|int8] [--bits] [--no-verify] [--icount]";
+pub const USAGE: &str = "usage: picogpt FILE [PROMPT WORDS...] [--tokens 1,2,3] [-n N] \
+                         [--kv f32|f16|int8] [--activations f32|int8] [--kv-file PATH] [--bits] \
+                         [--no-verify] [--icount]";
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq)]
 pub struct Args<'a> {
     /// The packed file, relative to QEMU's working directory.
     pub file: &'a str,
-    /// The generation flags; defaults as `host-tools run`'s (f32 KV and activations, 40
-    /// tokens, `<|endoftext|>` without `--tokens`).
+    /// The generation flags and the prompt: text (the words after `FILE` that are not flags,
+    /// joined by single spaces) or `--tokens`; defaults as `host-tools run`'s (f32 KV and
+    /// activations, 40 tokens, `<|endoftext|>` without a prompt).
     pub options: Options<'a>,
+    /// Host file for the KV positions the RAM cannot hold; opened only when needed.
+    pub kv_file: Option<&'a str>,
     /// QEMU runs with `-icount shift=0`: report timer ticks as instructions.
     pub icount: bool,
 }
@@ -32,10 +38,16 @@ pub enum ArgsError<'a> {
     MissingFile,
     /// A flag this firmware does not know.
     UnknownFlag(&'a str),
-    /// A second file or a text prompt.
-    Unexpected(&'a str),
+    /// Both `--tokens` and a text prompt.
+    TwoPrompts,
     /// A generation flag's problem.
     Options(OptionsError<'a>),
+}
+
+impl<'a> From<OptionsError<'a>> for ArgsError<'a> {
+    fn from(e: OptionsError<'a>) -> Self {
+        Self::Options(e)
+    }
 }
 
 impl fmt::Display for ArgsError<'_> {
@@ -44,29 +56,38 @@ impl fmt::Display for ArgsError<'_> {
             Self::Help => write!(f, "{USAGE}"),
             Self::MissingFile => write!(f, "no packed file given"),
             Self::UnknownFlag(flag) => write!(f, "unknown flag '{flag}'"),
-            Self::Unexpected(arg) => {
-                write!(f, "unexpected argument '{arg}' (give the prompt as --tokens 1,2,3)")
-            }
+            Self::TwoPrompts => write!(f, "give either a prompt text or --tokens, not both"),
             Self::Options(e) => write!(f, "{e}"),
         }
     }
 }
 
-/// Reads the command line (its first word is the program's name).
-pub fn parse(line: &str) -> Result<Args<'_>, ArgsError<'_>> {
+/// Reads the command line (its first word is the program's name); the prompt's words are
+/// joined in `text`.
+pub fn parse<'a>(line: &'a str, text: &'a mut [u8]) -> Result<Args<'a>, ArgsError<'a>> {
     let words = line.split(' ').filter(|w| !w.is_empty()).skip(1);
     let defaults = Options::new(DEFAULT_TOKENS, KvFormat::F32, Activations::F32);
-    let options = parse_options(words, defaults).map_err(ArgsError::Options)?;
-    let (mut file, mut icount) = (None, false);
-    for &word in &options.rest {
+    let (mut file, mut kv_file, mut icount) = (None, None, false);
+    let mut prompt = Words::new(text);
+    let mut options = parse_options(words, defaults, |word, rest| {
         match word {
             "-h" | "--help" => return Err(ArgsError::Help),
             "--icount" => icount = true,
-            flag if flag.starts_with('-') => return Err(ArgsError::UnknownFlag(flag)),
+            "--kv-file" => {
+                kv_file = Some(rest.next().ok_or(OptionsError::MissingValue("--kv-file"))?);
+            }
+            flag if is_flag(flag) => return Err(ArgsError::UnknownFlag(flag)),
             path if file.is_none() => file = Some(path),
-            extra => return Err(ArgsError::Unexpected(extra)),
+            word => prompt.push(word).map_err(OptionsError::Prompt)?,
         }
-    }
+        Ok(())
+    })?;
     let file = file.ok_or(ArgsError::MissingFile)?;
-    Ok(Args { file, options, icount })
+    if prompt.count() > 0 {
+        if options.prompt != Input::empty() {
+            return Err(ArgsError::TwoPrompts);
+        }
+        options.prompt = Input::Text(prompt.finish());
+    }
+    Ok(Args { file, options, kv_file, icount })
 }

@@ -1,11 +1,12 @@
 //! core's [`Storage`] over a host file read through semihosting: the packed file stays on the
-//! host and is read 4 KiB at a time, the way a board reads its SD card.
+//! host and is read 4 KiB at a time, the way a board reads its SD card. A file created
+//! read-write is also a [`StorageMut`], for the KV positions the RAM cannot hold.
 
 use core::ffi::CStr;
 use core::fmt;
 
-use cortex_m_semihosting::nr::open::R_BINARY;
-use picogpt_core::Storage;
+use cortex_m_semihosting::nr::open::{R_BINARY, RW_TRUNC_BINARY};
+use picogpt_core::{Storage, StorageMut};
 
 use crate::semihost::{self, Handle, HostError};
 
@@ -46,7 +47,7 @@ impl From<HostError> for FileError {
     }
 }
 
-/// A host file opened for reading.
+/// A host file opened for reading (or created for reading and writing).
 pub struct HostFile {
     handle: Handle,
     len: u64,
@@ -57,13 +58,7 @@ pub struct HostFile {
 impl HostFile {
     /// Opens `path` (relative to QEMU's working directory) read-only.
     pub fn open(path: &str) -> Result<Self, FileError> {
-        let mut buf = [0u8; PATH_MAX];
-        let bytes = buf.get_mut(..path.len()).ok_or(FileError::PathTooLong)?;
-        bytes.copy_from_slice(path.as_bytes());
-        let with_nul = buf.get(..=path.len()).ok_or(FileError::PathTooLong)?;
-        // The command line cannot carry a NUL, so the only one is the terminator.
-        let c_path = CStr::from_bytes_with_nul(with_nul).map_err(|_| FileError::PathTooLong)?;
-        let handle = semihost::open(c_path, R_BINARY)?;
+        let handle = semihost::open(c_path(path, &mut [0u8; PATH_MAX])?, R_BINARY)?;
         match semihost::flen(handle) {
             Ok(len) => Ok(Self { handle, len, pos: 0 }),
             Err(e) => {
@@ -72,6 +67,40 @@ impl HostFile {
             }
         }
     }
+
+    /// Creates (or truncates) `path` for reading and writing, `len` bytes long (of zeros).
+    pub fn create(path: &str, len: u64) -> Result<Self, FileError> {
+        let last = len.saturating_sub(1);
+        let at = u32::try_from(last).map_err(|_| FileError::Beyond4GiB { offset: last })?;
+        let handle = semihost::open(c_path(path, &mut [0u8; PATH_MAX])?, RW_TRUNC_BINARY)?;
+        let mut file = Self { handle, len: 0, pos: 0 };
+        // Writing the last byte sets the length; the host fills the gap with zeros.
+        if len > 0 {
+            semihost::seek(handle, at)?;
+            semihost::write(handle, &[0])?;
+            (file.len, file.pos) = (len, len);
+        }
+        Ok(file)
+    }
+
+    /// Moves the host's file position to `offset`, unless it is there.
+    fn seek(&mut self, offset: u64) -> Result<(), FileError> {
+        if offset != self.pos {
+            let at = u32::try_from(offset).map_err(|_| FileError::Beyond4GiB { offset })?;
+            semihost::seek(self.handle, at)?;
+            self.pos = offset;
+        }
+        Ok(())
+    }
+}
+
+/// `path` with a NUL, in `buf`.
+fn c_path<'b>(path: &str, buf: &'b mut [u8; PATH_MAX]) -> Result<&'b CStr, FileError> {
+    let bytes = buf.get_mut(..path.len()).ok_or(FileError::PathTooLong)?;
+    bytes.copy_from_slice(path.as_bytes());
+    let with_nul = buf.get(..=path.len()).ok_or(FileError::PathTooLong)?;
+    // The command line cannot carry a NUL, so the only one is the terminator.
+    CStr::from_bytes_with_nul(with_nul).map_err(|_| FileError::PathTooLong)
 }
 
 impl Storage for HostFile {
@@ -82,11 +111,7 @@ impl Storage for HostFile {
             return Ok(0);
         }
         let n = buf.len().min(READ_MAX).min((self.len - offset) as usize);
-        if offset != self.pos {
-            let at = u32::try_from(offset).map_err(|_| FileError::Beyond4GiB { offset })?;
-            semihost::seek(self.handle, at)?;
-            self.pos = offset;
-        }
+        self.seek(offset)?;
         let read = semihost::read(self.handle, buf.get_mut(..n).unwrap_or_default())?;
         self.pos += read as u64;
         Ok(read)
@@ -94,6 +119,16 @@ impl Storage for HostFile {
 
     fn size(&mut self) -> Result<u64, FileError> {
         Ok(self.len)
+    }
+}
+
+impl StorageMut for HostFile {
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), FileError> {
+        self.seek(offset)?;
+        semihost::write(self.handle, buf)?;
+        self.pos += buf.len() as u64;
+        self.len = self.len.max(self.pos);
+        Ok(())
     }
 }
 

@@ -2,19 +2,25 @@
 //! an IoT Kit subsystem with a Cortex-M33 at 20 MHz, FPU and DSP extension).
 //!
 //! Wiring: none. The packed file stays on the host and is read through ARM semihosting
-//! (SYS_OPEN/SYS_FLEN/SYS_SEEK/SYS_READ, 4 KiB per read, as from an SD card); the arguments
-//! come from SYS_GET_CMDLINE, the output goes to QEMU's standard output (SYS_WRITE to `:tt`)
-//! and the exit status through SYS_EXIT_EXTENDED. RAM is held to the RP2350's 520 KiB.
+//! (SYS_OPEN/SYS_FLEN/SYS_SEEK/SYS_READ, 4 KiB per read, as from an SD card); KV positions
+//! beyond the RAM go to a host file (`--kv-file`, SYS_OPEN read-write, SYS_SEEK, SYS_WRITE);
+//! the arguments come from SYS_GET_CMDLINE, the output goes to QEMU's standard output
+//! (SYS_WRITE to `:tt`) and the exit status through SYS_EXIT_EXTENDED. RAM is held to the
+//! RP2350's 520 KiB.
 //!
 //! ```text
 //! cd firmware/qemu-m33
-//! cargo run --release -- FILE --tokens 36235,39141 -n 4 \
-//!     [--kv f32|f16|int8] [--activations f32|int8] [--bits] [--icount] [--no-verify]
+//! cargo run --release -- FILE Alan Turing theorized -n 4 \
+//!     [--tokens 1,2,3] [--kv f32|f16|int8] [--activations f32|int8] [--kv-file PATH] \
+//!     [--bits] [--icount] [--no-verify]
 //! ```
 //!
 //! prints the same step, candidate, `generated:` and text lines as
-//! `host-tools run FILE --tokens 36235,39141 -n 4`. Exit status: 0 done, 1 bad input (one
-//! `error:` line), 2 bad arguments, 101 panic, 102 hard fault (stack overflow included).
+//! `host-tools run FILE "Alan Turing theorized" -n 4`: the prompt is the words after `FILE`
+//! that are not flags, joined by single spaces (QEMU's command line cannot carry a space
+//! inside an argument), encoded on the emulated board; `--tokens` gives ids instead. Exit
+//! status: 0 done, 1 bad input (one `error:` line), 2 bad arguments, 101 panic, 102 hard
+//! fault (stack overflow included).
 #![no_std]
 #![no_main]
 
@@ -25,18 +31,20 @@ mod fault;
 mod host_file;
 mod ram;
 mod semihost;
+mod spill;
 
 use core::fmt::Write;
 
 use cortex_m_rt::entry;
 use picogpt_board::session::{Memory, Stats};
-use picogpt_board::{CHUNK_BYTES, MAX_PROMPT, generate, write_timing};
+use picogpt_board::{CHUNK_BYTES, Failure, MAX_PROMPT, generate, write_timing};
 use picogpt_core::Model;
 
 use crate::args::{Args, ArgsError, USAGE};
 use crate::clock::{NS_PER_TICK, Ticks};
 use crate::console::Console;
 use crate::host_file::HostFile;
+use crate::spill::HostSpill;
 
 /// Longest command line read from QEMU.
 const COMMAND_LINE: usize = 1024;
@@ -62,7 +70,8 @@ fn run(console: &mut Console) -> u8 {
         Ok(Err(_)) => return fail(console, format_args!("the command line is not UTF-8")),
         Err(e) => return fail(console, format_args!("{e}")),
     };
-    match args::parse(line) {
+    let mut text = [0u8; COMMAND_LINE];
+    match args::parse(line, &mut text) {
         Ok(args) => generate_from(console, &args),
         Err(ArgsError::Help) => {
             let _ = writeln!(console, "{USAGE}");
@@ -97,12 +106,14 @@ fn generate_from(console: &mut Console, args: &Args<'_>) -> u8 {
     };
     let mut clock = Ticks::start(peripherals.SYST);
     let request = args.options.request(CHUNK_BYTES, MAX_PROMPT);
-    let memory = Memory { workspace: ram.workspace, kv: ram.kv };
-    match generate(&mut model, memory, &request, console, &mut clock) {
+    let memory = Memory { workspace: ram.workspace, kv: ram.kv, tokens: ram.tokens, bpe: ram.bpe };
+    let mut spill = HostSpill::new(args.kv_file);
+    match generate(&mut model, memory, &mut spill, &request, console, &mut clock) {
         Ok(stats) => {
             report(console, &stats, args.icount);
             0
         }
+        Err(e @ Failure::Spill(_)) => fail(console, format_args!("{e}")),
         Err(e) => fail(console, format_args!("{}: {e}", args.file)),
     }
 }

@@ -1,10 +1,11 @@
 //! The board's 520 KiB of RAM (see `memory.x`): a fixed stack at the bottom, the statics
-//! (core's workspace for GPT-2 124M among them), and every byte after them for the KV cache.
+//! (core's workspace for GPT-2 124M and a text prompt's buffers among them), and every byte
+//! after them for the KV cache.
 
 use core::ptr::{addr_of, addr_of_mut};
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use picogpt_board::GPT2_124M_WORKSPACE_WORDS;
+use picogpt_board::{BPE_SCRATCH_WORDS, GPT2_124M_WORKSPACE_WORDS, MAX_PROMPT};
 
 /// Word cortex-m-rt paints the stack with before `main` (its `paint-stack` feature).
 const PAINT: u32 = 0xcccc_cccc;
@@ -12,6 +13,12 @@ const PAINT: u32 = 0xcccc_cccc;
 /// (f32 words) core's working memory: exactly what GPT-2 124M int8 needs at batch 1 with
 /// 4 KiB reads; smaller models batch their prompt in it.
 static mut WORKSPACE: [f32; GPT2_124M_WORKSPACE_WORDS] = [0.0; GPT2_124M_WORKSPACE_WORDS];
+
+/// Token ids of an encoded text prompt.
+static mut TOKENS: [u32; MAX_PROMPT] = [0; MAX_PROMPT];
+
+/// BPE merge state while a text prompt is encoded.
+static mut BPE: [u32; BPE_SCRATCH_WORDS] = [0; BPE_SCRATCH_WORDS];
 
 /// Whether [`take`] has handed the buffers out.
 static TAKEN: AtomicBool = AtomicBool::new(false);
@@ -33,6 +40,10 @@ pub struct Ram {
     pub workspace: &'static mut [f32],
     /// The KV cache: all RAM after the statics.
     pub kv: &'static mut [u8],
+    /// A text prompt's token ids.
+    pub tokens: &'static mut [u32],
+    /// A text prompt's BPE scratch.
+    pub bpe: &'static mut [u32],
 }
 
 /// How the RAM is divided, in bytes.
@@ -73,14 +84,16 @@ pub fn take() -> Option<Ram> {
     }
     let kv_len = map().kv;
     let kv_start = addr_of_mut!(__sheap);
-    // SAFETY: this runs once (TAKEN), so the two regions are never aliased. WORKSPACE is a
-    // static nobody else names. [__sheap, _kv_end) is RAM the linker left to no section;
+    // SAFETY: this runs once (TAKEN), so the regions are never aliased. WORKSPACE, TOKENS and
+    // BPE are statics nobody else names. [__sheap, _kv_end) is RAM the linker left to no section;
     // it is zeroed before a slice is made of it.
     unsafe {
         core::ptr::write_bytes(kv_start, 0, kv_len);
         Some(Ram {
             workspace: &mut *addr_of_mut!(WORKSPACE),
             kv: core::slice::from_raw_parts_mut(kv_start, kv_len),
+            tokens: &mut *addr_of_mut!(TOKENS),
+            bpe: &mut *addr_of_mut!(BPE),
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod reference;
 pub mod run;
 pub mod synth;
 pub mod tokens;
+pub mod uf2;
 pub mod verify;
 
 use picogpt_core::Candidate;
