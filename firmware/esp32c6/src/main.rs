@@ -43,7 +43,7 @@ use esp_hal::time::Instant;
 use esp_hal::usb::usb_serial_jtag::UsbSerialJtag;
 use picogpt_board::board::Board;
 use picogpt_board::sd::answer_line;
-use picogpt_board::{Clock, Memory, Options};
+use picogpt_board::{Clock, Options};
 use picogpt_core::{Activations, KvFormat};
 
 use crate::console::Console;
@@ -76,7 +76,7 @@ fn main() -> ! {
         }
     };
     let mut board = Board {
-        memory: Memory { workspace: ram.workspace, kv: ram.kv, tokens: ram.tokens, bpe: ram.bpe },
+        memory: ram,
         out: console,
         clock: Micros,
         ticks_per_ms: 1000,

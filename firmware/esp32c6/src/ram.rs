@@ -5,7 +5,7 @@
 use core::ptr::addr_of_mut;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use picogpt_board::{BPE_SCRATCH_WORDS, GPT2_124M_WORKSPACE_WORDS, MAX_PROMPT};
+use picogpt_board::{BPE_SCRATCH_WORDS, GPT2_124M_WORKSPACE_WORDS, MAX_PROMPT, Memory};
 
 /// Bytes of the KV cache in RAM: 19 positions of GPT-2 124M with an int8 cache (19,584 bytes
 /// each); longer contexts spill to `KV.BIN` on the card.
@@ -27,26 +27,14 @@ static mut BPE: [u32; BPE_SCRATCH_WORDS] = [0; BPE_SCRATCH_WORDS];
 /// Whether [`take`] has handed the buffers out.
 static TAKEN: AtomicBool = AtomicBool::new(false);
 
-/// The RAM the forward pass works in.
-pub struct Ram {
-    /// Core's workspace.
-    pub workspace: &'static mut [f32],
-    /// The KV cache.
-    pub kv: &'static mut [u8],
-    /// A text prompt's token ids.
-    pub tokens: &'static mut [u32],
-    /// A text prompt's BPE scratch.
-    pub bpe: &'static mut [u32],
-}
-
 /// The workspace and KV cache; `None` after the first call.
-pub fn take() -> Option<Ram> {
+pub fn take() -> Option<Memory<'static>> {
     if TAKEN.swap(true, Ordering::AcqRel) {
         return None;
     }
     // SAFETY: this runs once (TAKEN), and nothing else names these statics.
     unsafe {
-        Some(Ram {
+        Some(Memory {
             workspace: &mut *addr_of_mut!(WORKSPACE),
             kv: &mut *addr_of_mut!(KV),
             tokens: &mut *addr_of_mut!(TOKENS),

@@ -11,7 +11,6 @@ use picogpt_core::{Activations, KvFormat};
 
 use crate::flash;
 use crate::link::{Console, LINES};
-use crate::ram::Ram;
 use crate::sd::{self, Card};
 
 /// Tokens generated when the line does not say: with the 10-token default prompt, well
@@ -29,9 +28,9 @@ impl Clock for Micros {
 }
 
 /// Serves lines forever.
-pub fn serve(mut card: Card, ram: Ram) -> ! {
+pub fn serve(mut card: Card, ram: Memory<'static>) -> ! {
     let mut board = Board {
-        memory: Memory { workspace: ram.workspace, kv: ram.kv, tokens: ram.tokens, bpe: ram.bpe },
+        memory: ram,
         out: Console,
         clock: Micros,
         ticks_per_ms: 1000,

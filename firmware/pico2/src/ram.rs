@@ -4,7 +4,7 @@
 use core::ptr::{addr_of, addr_of_mut};
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use picogpt_board::{BPE_SCRATCH_WORDS, GPT2_124M_WORKSPACE_WORDS, MAX_PROMPT};
+use picogpt_board::{BPE_SCRATCH_WORDS, GPT2_124M_WORKSPACE_WORDS, MAX_PROMPT, Memory};
 
 /// (f32 words) core's working memory: what GPT-2 124M int8 needs at batch 1 with 4 KiB
 /// reads, with either activation path; smaller models batch their prompt in it.
@@ -26,25 +26,13 @@ unsafe extern "C" {
     static _kv_end: u8;
 }
 
-/// The RAM the forward pass works in.
-pub struct Ram {
-    /// Core's workspace.
-    pub workspace: &'static mut [f32],
-    /// The KV cache: all RAM after the statics.
-    pub kv: &'static mut [u8],
-    /// A text prompt's token ids.
-    pub tokens: &'static mut [u32],
-    /// A text prompt's BPE scratch.
-    pub bpe: &'static mut [u32],
-}
-
 /// Bytes between the end of the statics and the end of RAM.
 pub fn kv_bytes() -> usize {
     (addr_of!(_kv_end) as usize).saturating_sub(addr_of!(__sheap) as usize)
 }
 
 /// The workspace and KV cache; `None` after the first call.
-pub fn take() -> Option<Ram> {
+pub fn take() -> Option<Memory<'static>> {
     if TAKEN.swap(true, Ordering::AcqRel) {
         return None;
     }
@@ -55,7 +43,7 @@ pub fn take() -> Option<Ram> {
     // no stack uses (core 0's is in SRAM8-9, core 1's a static); it is zeroed first.
     unsafe {
         core::ptr::write_bytes(kv_start, 0, kv_len);
-        Some(Ram {
+        Some(Memory {
             workspace: &mut *addr_of_mut!(WORKSPACE),
             kv: core::slice::from_raw_parts_mut(kv_start, kv_len),
             tokens: &mut *addr_of_mut!(TOKENS),

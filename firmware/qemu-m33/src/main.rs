@@ -36,7 +36,7 @@ mod spill;
 use core::fmt::Write;
 
 use cortex_m_rt::entry;
-use picogpt_board::session::{Memory, Stats};
+use picogpt_board::session::Stats;
 use picogpt_board::{CHUNK_BYTES, Failure, MAX_PROMPT, generate, write_timing};
 use picogpt_core::Model;
 
@@ -106,7 +106,7 @@ fn generate_from(console: &mut Console, args: &Args<'_>) -> u8 {
     };
     let mut clock = Ticks::start(peripherals.SYST);
     let request = args.options.request(CHUNK_BYTES, MAX_PROMPT);
-    let memory = Memory { workspace: ram.workspace, kv: ram.kv, tokens: ram.tokens, bpe: ram.bpe };
+    let memory = ram;
     let mut spill = HostSpill::new(args.kv_file);
     match generate(&mut model, memory, &mut spill, &request, console, &mut clock) {
         Ok(stats) => {

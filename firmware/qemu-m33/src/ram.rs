@@ -5,7 +5,7 @@
 use core::ptr::{addr_of, addr_of_mut};
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use picogpt_board::{BPE_SCRATCH_WORDS, GPT2_124M_WORKSPACE_WORDS, MAX_PROMPT};
+use picogpt_board::{BPE_SCRATCH_WORDS, GPT2_124M_WORKSPACE_WORDS, MAX_PROMPT, Memory};
 
 /// Word cortex-m-rt paints the stack with before `main` (its `paint-stack` feature).
 const PAINT: u32 = 0xcccc_cccc;
@@ -32,18 +32,6 @@ unsafe extern "C" {
     static mut __sheap: u8;
     /// End of RAM (`memory.x`).
     static _kv_end: u8;
-}
-
-/// The RAM the forward pass works in.
-pub struct Ram {
-    /// Core's workspace.
-    pub workspace: &'static mut [f32],
-    /// The KV cache: all RAM after the statics.
-    pub kv: &'static mut [u8],
-    /// A text prompt's token ids.
-    pub tokens: &'static mut [u32],
-    /// A text prompt's BPE scratch.
-    pub bpe: &'static mut [u32],
 }
 
 /// How the RAM is divided, in bytes.
@@ -78,7 +66,7 @@ pub fn map() -> Map {
 }
 
 /// The workspace and KV cache; `None` after the first call.
-pub fn take() -> Option<Ram> {
+pub fn take() -> Option<Memory<'static>> {
     if TAKEN.swap(true, Ordering::AcqRel) {
         return None;
     }
@@ -89,7 +77,7 @@ pub fn take() -> Option<Ram> {
     // it is zeroed before a slice is made of it.
     unsafe {
         core::ptr::write_bytes(kv_start, 0, kv_len);
-        Some(Ram {
+        Some(Memory {
             workspace: &mut *addr_of_mut!(WORKSPACE),
             kv: core::slice::from_raw_parts_mut(kv_start, kv_len),
             tokens: &mut *addr_of_mut!(TOKENS),
