@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use common::*;
 use host_tools::file_storage::FileStorage;
 use host_tools::run::{RunError, RunOptions, run};
-use picogpt_core::format::{FORMAT_VERSION, HEADER_BYTES, Header, ManifestHead, TensorEntry};
+use picogpt_core::format::{FORMAT_VERSION, HEADER_BYTES};
 use picogpt_core::{
     ConfigError, Error, FormatError, KvFormat, MatrixFormat, Model, RamKv, SliceStorage, TensorId,
     TensorKind, TopK, WorkspaceSpec,
@@ -34,34 +34,6 @@ fn format_error(bytes: &[u8]) -> FormatError {
         Err(other) => panic!("expected a format error, got {other}"),
         Ok(_) => panic!("a bad pack opened"),
     }
-}
-
-/// Decodes the manifest, lets `edit` change it, and writes it back with a correct CRC.
-fn rewrite_manifest(
-    bytes: &[u8],
-    edit: impl FnOnce(&mut ManifestHead, &mut Vec<TensorEntry>),
-) -> Vec<u8> {
-    let header_bytes: [u8; HEADER_BYTES] = bytes[..HEADER_BYTES].try_into().unwrap();
-    let (_, header) = Header::parse(&header_bytes);
-    let manifest = &bytes[HEADER_BYTES..HEADER_BYTES + header.manifest_len as usize];
-    let (mut head, mut rest): (ManifestHead, &[u8]) = postcard::take_from_bytes(manifest).unwrap();
-    let mut entries = Vec::new();
-    for _ in 0..head.tensor_count {
-        let (entry, tail) = postcard::take_from_bytes::<TensorEntry>(rest).unwrap();
-        entries.push(entry);
-        rest = tail;
-    }
-    edit(&mut head, &mut entries);
-    let mut encoded = postcard::to_allocvec(&head).unwrap();
-    for e in &entries {
-        encoded.extend(postcard::to_allocvec(e).unwrap());
-    }
-    assert_eq!(encoded.len(), manifest.len(), "edit must keep the manifest length");
-    let mut out = bytes.to_vec();
-    out[HEADER_BYTES..HEADER_BYTES + encoded.len()].copy_from_slice(&encoded);
-    let header = Header { manifest_crc: crc32fast::hash(&encoded), ..header };
-    out[..HEADER_BYTES].copy_from_slice(&header.to_bytes());
-    out
 }
 
 #[test]

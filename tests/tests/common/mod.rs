@@ -12,6 +12,7 @@ use host_tools::pack::{PackOptions, pack};
 use host_tools::synth;
 use host_tools::tokenizer::Tokenizer;
 use host_tools::weights::Gpt2Weights;
+use picogpt_core::format::{ALIGNMENT, HEADER_BYTES, Header, ManifestHead, TensorEntry};
 use picogpt_core::{KvFormat, LogitSink, MatrixFormat, Model, ModelConfig, RamKv, WorkspaceSpec};
 
 /// The tiny shape every `cargo test` runs: real vocabulary, 2 blocks of width 64.
@@ -118,4 +119,39 @@ pub fn top_k(v: &[f32], k: usize) -> Vec<usize> {
 /// Largest |a − b| over two equally long vectors.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+/// Decodes the manifest, lets `edit` change it, and writes it back with the header's length
+/// and CRC made to match, so the parser sees the edited fields.
+pub fn rewrite_manifest(
+    bytes: &[u8],
+    edit: impl FnOnce(&mut ManifestHead, &mut Vec<TensorEntry>),
+) -> Vec<u8> {
+    let (_, header) = Header::parse(bytes[..HEADER_BYTES].try_into().unwrap());
+    let end = HEADER_BYTES + header.manifest_len as usize;
+    let (mut head, mut rest): (ManifestHead, &[u8]) =
+        postcard::take_from_bytes(&bytes[HEADER_BYTES..end]).unwrap();
+    let mut entries = Vec::new();
+    for _ in 0..head.tensor_count {
+        let (entry, tail) = postcard::take_from_bytes::<TensorEntry>(rest).unwrap();
+        entries.push(entry);
+        rest = tail;
+    }
+    edit(&mut head, &mut entries);
+    let mut manifest = postcard::to_allocvec(&head).unwrap();
+    for e in &entries {
+        manifest.extend(postcard::to_allocvec(e).unwrap());
+    }
+    let data_start = end.next_multiple_of(ALIGNMENT as usize);
+    assert!(HEADER_BYTES + manifest.len() <= data_start, "the edit overran the padding");
+    let mut out = bytes.to_vec();
+    out[HEADER_BYTES..data_start].fill(0);
+    out[HEADER_BYTES..HEADER_BYTES + manifest.len()].copy_from_slice(&manifest);
+    let header = Header {
+        manifest_len: manifest.len() as u32,
+        manifest_crc: crc32fast::hash(&manifest),
+        ..header
+    };
+    out[..HEADER_BYTES].copy_from_slice(&header.to_bytes());
+    out
 }
