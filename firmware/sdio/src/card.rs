@@ -102,7 +102,9 @@ pub enum Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::NoResponse { cmd } => write!(f, "no response to CMD{cmd} (is a card in the slot?)"),
+            Self::NoResponse { cmd } => {
+                write!(f, "no response to CMD{cmd} (is a card in the slot?)")
+            }
             Self::BadResponse { cmd, problem } => {
                 write!(f, "garbled response to CMD{cmd} ({problem:?}) after {ATTEMPTS} attempts")
             }
@@ -214,14 +216,14 @@ impl<S: StateMachine> Card<S> {
         self.rca = 0;
         self.idle_clocks(80)?;
         self.command(Command::new(index::GO_IDLE, 0), ResponseKind::None)?;
-        let version2 = match self.command(Command::new(index::SEND_IF_COND, IF_COND), ResponseKind::R7)
-        {
-            Ok(r) if r.payload() & 0xfff == IF_COND => true,
-            Ok(_) => return Err(Error::Voltage),
-            // Version 1 cards do not know CMD8.
-            Err(Error::NoResponse { .. }) => false,
-            Err(e) => return Err(e),
-        };
+        let version2 =
+            match self.command(Command::new(index::SEND_IF_COND, IF_COND), ResponseKind::R7) {
+                Ok(r) if r.payload() & 0xfff == IF_COND => true,
+                Ok(_) => return Err(Error::Voltage),
+                // Version 1 cards do not know CMD8.
+                Err(Error::NoResponse { .. }) => false,
+                Err(e) => return Err(e),
+            };
         let ocr = self.power_up(version2)?;
         let high_capacity = version2 && ocr & OCR_HCS != 0;
         self.command(Command::new(index::ALL_SEND_CID, 0), ResponseKind::R2)?;

@@ -67,7 +67,11 @@ impl Command {
     /// [`LEADING_ONES`] ones and the frame, most significant bit first.
     pub fn pio_words(&self) -> [u32; 3] {
         let f = self.frame().map(u32::from);
-        [COMMAND_BITS - 1, 0xff00_0000 | f[0] << 16 | f[1] << 8 | f[2], f[3] << 24 | f[4] << 16 | f[5] << 8]
+        [
+            COMMAND_BITS - 1,
+            0xff00_0000 | f[0] << 16 | f[1] << 8 | f[2],
+            f[3] << 24 | f[4] << 16 | f[5] << 8,
+        ]
     }
 }
 

@@ -128,7 +128,7 @@ mod tests {
         // DAT0 bits 0,1,0 then the end bit 1: nibbles with bit 0 set where the bit is 1.
         assert_eq!(WriteToken::from_word(0x0101_0000), WriteToken::Accepted);
         assert_eq!(WriteToken::from_word(0x1011_0000), WriteToken::CrcError);
-        assert_eq!(WriteToken::from_word(0xffff_ffff & 0x110f_0000), WriteToken::WriteError);
+        assert_eq!(WriteToken::from_word(0x110f_0000), WriteToken::WriteError);
         assert_eq!(WriteToken::from_word(0x1110_0000), WriteToken::Other(0b111));
     }
 

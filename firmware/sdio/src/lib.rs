@@ -7,6 +7,7 @@
 //! host tests supply a simulated card; CI runs the exact program words in the PyPI
 //! `rp2040-pio-emulator` against a pin-level card (`emulation/`, `examples/`).
 #![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 #[cfg(feature = "block-device")]
 pub mod block_device;
