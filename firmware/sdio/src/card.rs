@@ -402,7 +402,8 @@ impl<S: StateMachine> Card<S> {
         let arg = OCR_VOLTAGES | if version2 { OCR_HCS } else { 0 };
         let deadline = self.sm.micros() + u64::from(self.timeouts.power_up_us);
         loop {
-            self.r1(Command::new(index::APP_CMD, 0), ResponseKind::R1)?;
+            // Not checked: a version 1 card reports CMD8 as illegal in this status.
+            self.command(Command::new(index::APP_CMD, 0), ResponseKind::R1)?;
             let ocr = self.command(Command::new(index::SD_SEND_OP_COND, arg), ResponseKind::R3)?;
             let ocr = ocr.payload();
             if ocr & OCR_READY != 0 {

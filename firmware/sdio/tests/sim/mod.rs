@@ -233,7 +233,11 @@ impl SimCard {
                 None
             }
             (false, 8) if b.high_capacity => Some(self.r48(8, arg & 0xfff, true)),
-            (false, 8) => None,
+            (false, 8) => {
+                // A version 1 card does not know CMD8.
+                self.illegal = true;
+                None
+            }
             (_, 55) => {
                 let status = self.status();
                 self.app = true;
