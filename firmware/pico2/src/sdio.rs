@@ -53,6 +53,9 @@ pub struct Pins {
     pub dat3: Peri<'static, PIN_15>,
 }
 
+/// `set pindirs, 0`, side-set 0.
+const RELEASE_SET_PINS: u16 = 0xe080;
+
 /// Two blocks' words (data and CRC): DMA fills one while the CPU checks the other.
 type Bounce = [[u32; MAX_BLOCK_WORDS]; 2];
 
@@ -170,6 +173,10 @@ impl picogpt_sdio::StateMachine for PioStateMachine {
         config.clock_divider = (speed.divider() as u16).into();
         self.origin = mode.config().program.origin();
         self.sm.set_enable(false);
+        // A step cut short (a time-out) may have left CMD or DAT0-3 driven: `set pindirs, 0`
+        // (side-set 0: CLK low) on the SET pins of the mode that ran releases them.
+        // SAFETY: the state machine is stopped; SET PINDIRS touches only its own pins.
+        unsafe { self.sm.exec_instr(RELEASE_SET_PINS) };
         self.sm.set_config(&config);
         self.sm.clear_fifos();
         self.sm.restart();

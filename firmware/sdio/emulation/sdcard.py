@@ -72,6 +72,8 @@ class Faults:
     access_clocks: int = 8
     # clocks the card stays busy after R1b and after a written block
     busy_clocks: int = 6
+    # written blocks answered with a CRC error token, whatever they carry
+    reject_writes: int = 0
 
 
 @dataclass
@@ -183,6 +185,9 @@ class SdCard:
                 bytes((nibbles[2 * i] << 4) | nibbles[2 * i + 1] for i in range(512))
             )
             ok = crc_nibbles == received_crc and end == 0xF
+            if ok and self.faults.reject_writes > 0:
+                self.faults.reject_writes -= 1
+                ok = False
             if ok and self.write_at is not None:
                 start = self.write_at * 512
                 self.image[start : start + 512] = bytes(

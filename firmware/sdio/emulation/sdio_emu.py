@@ -136,6 +136,12 @@ class Emulator:
     # --- what the CPU does --------------------------------------------------------------
 
     def start(self, mode, divider):
+        if self.mode is not None:
+            # The firmware executes `set pindirs, 0` on the previous mode's SET pins first,
+            # releasing any line a step cut short left driven.
+            previous = self.programs["modes"][self.mode]
+            set_pins = ((1 << previous["set_count"]) - 1) << previous["set_base"]
+            self.host_dirs &= ~set_pins
         config = self.programs["modes"][mode]
         program = self.programs["programs"][config["program"]]
         shift = self.programs["shift"]

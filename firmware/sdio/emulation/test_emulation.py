@@ -150,3 +150,10 @@ def test_the_read_cycles_are_the_bus_cycles(built):
         cycles[count] = read_cycles(emulator)
     per_block = (cycles[8] - cycles[4]) / 4
     assert abs(per_block - (3 * (1040 + 2 + 8) + 2)) <= 2, per_block
+
+
+def test_a_write_the_card_rejects_is_sent_again(built):
+    results, card, _ = run(built, ["init", "write", 7, 1, 5, "read", 7, 1], reject_writes=2)
+    assert results[1] == "written"
+    assert card.log.count(24) == 3 and card.rejected_writes == 2
+    assert data(results[2]) == pattern(7, 5)
