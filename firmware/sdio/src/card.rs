@@ -351,11 +351,10 @@ impl<S: StateMachine> Card<S> {
         self.r1(Command::new(index::WRITE_BLOCK, self.address(at)), ResponseKind::R1)?;
         self.sm.start(Mode::WriteData, self.speed);
         let timeout = self.timeouts.data_us;
-        let words = data::pack(block);
         if !self.sm.push(data::TRANSMIT_NIBBLES - 1, timeout) {
             return Err(Error::Stuck);
         }
-        for &word in &words {
+        for word in data::transmit_words(block) {
             if !self.sm.push(word, timeout) {
                 return Err(Error::Stuck);
             }

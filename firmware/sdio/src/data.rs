@@ -47,24 +47,25 @@ pub fn unpack(words: &[u32], out: &mut [u8]) -> Result<(), CrcMismatch> {
     for (chunk, word) in out.chunks_exact_mut(4).zip(data) {
         chunk.copy_from_slice(&word.to_be_bytes());
     }
-    let computed = crc16_lines(data);
+    let computed = crc16_lines(data.iter().copied());
     if computed == received { Ok(()) } else { Err(CrcMismatch { received, computed }) }
 }
 
-/// The words `transmit` sends for one block (after its count word).
-pub fn pack(block: &[u8; BLOCK_BYTES]) -> [u32; TRANSMIT_WORDS] {
-    let mut words = [u32::MAX; TRANSMIT_WORDS];
-    // Seven idle nibbles (all lines high), then the start nibble (all low).
-    words[0] = 0xffff_fff0;
-    for (word, chunk) in words[1..=BLOCK_WORDS].iter_mut().zip(block.chunks_exact(4)) {
-        *word = u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
-    }
-    let crc = crc16_lines(&words[1..=BLOCK_WORDS]);
-    words[BLOCK_WORDS + 1] = (crc >> 32) as u32;
-    words[BLOCK_WORDS + 2] = crc as u32;
-    // The end nibble (all high) is the last word's top nibble.
-    words[BLOCK_WORDS + 3] = u32::MAX;
-    words
+/// A block's bytes as words, four bytes big-endian each (the order the nibbles go out).
+fn be_words(bytes: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    bytes.chunks_exact(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+}
+
+/// The [`TRANSMIT_WORDS`] words `transmit` sends for one block (after its count word): seven
+/// idle nibbles and the start nibble, the data, its four CRC16s, and the end nibble (the top
+/// of the last word). Made as they are pushed, so a write needs no 528-byte buffer.
+pub fn transmit_words(block: &[u8; BLOCK_BYTES]) -> impl Iterator<Item = u32> + '_ {
+    let crc = crc16_lines(be_words(block));
+    core::iter::once(0xffff_fff0).chain(be_words(block)).chain([
+        (crc >> 32) as u32,
+        crc as u32,
+        u32::MAX,
+    ])
 }
 
 /// The CRC status token the card sends on DAT0 after a written block: `010` accepted, `101`
@@ -100,14 +101,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pack_then_unpack_gives_the_block_back() {
+    fn transmitted_words_unpack_to_the_block() {
         let mut block = [0u8; BLOCK_BYTES];
         for (i, b) in block.iter_mut().enumerate() {
             *b = (i * 7 + 3) as u8;
         }
-        let words = pack(&block);
+        let words: Vec<u32> = transmit_words(&block).collect();
+        assert_eq!(words.len(), TRANSMIT_WORDS);
         assert_eq!(words[0], 0xffff_fff0);
         assert_eq!(words[1], u32::from_be_bytes([3, 10, 17, 24]));
+        assert_eq!(words[TRANSMIT_WORDS - 1] >> 28, 0xf);
         let mut out = [0u8; BLOCK_BYTES];
         assert_eq!(unpack(&words[1..=RECEIVE_WORDS], &mut out), Ok(()));
         assert_eq!(out, block);
@@ -116,7 +119,7 @@ mod tests {
     #[test]
     fn a_corrupted_word_fails_the_crc() {
         let block = [0x5au8; BLOCK_BYTES];
-        let mut words = pack(&block);
+        let mut words: Vec<u32> = transmit_words(&block).collect();
         words[40] ^= 0x0100;
         let mut out = [0u8; BLOCK_BYTES];
         let err = unpack(&words[1..=RECEIVE_WORDS], &mut out);

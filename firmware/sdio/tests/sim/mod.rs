@@ -342,7 +342,7 @@ impl SimCard {
                     .chunks(4)
                     .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
                     .collect();
-                let mut crc = crc16_lines(&words);
+                let mut crc = crc16_lines(words.iter().copied());
                 for (block, times) in &mut self.behaviour.corrupt_blocks {
                     if *block == next && *times > 0 {
                         *times -= 1;
@@ -358,7 +358,7 @@ impl SimCard {
             Dat::Status(block) => {
                 let mut words: Vec<u32> =
                     block.chunks(4).map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]])).collect();
-                let crc = crc16_lines(&words);
+                let crc = crc16_lines(words.iter().copied());
                 words.push((crc >> 32) as u32);
                 words.push(crc as u32);
                 self.dat = Dat::Nothing;
@@ -377,7 +377,7 @@ impl SimCard {
         let Some(at) = self.write_at.take() else { return };
         let data = &words[1..129];
         let crc = (u64::from(words[129]) << 32) | u64::from(words[130]);
-        let ok = words[0] == 0xffff_fff0 && crc16_lines(data) == crc;
+        let ok = words[0] == 0xffff_fff0 && crc16_lines(data.iter().copied()) == crc;
         // Token bits on DAT0 (bit 0 of each nibble), other lines high.
         let token =
             |bits: [u32; 4]| bits.iter().fold(0u32, |w, &b| (w << 4) | 0xe | b) << 16 | 0xeeee;
