@@ -99,9 +99,6 @@ impl Response {
 /// controller and general errors, CSD overwrite, erase skip, AKE sequence.
 pub const STATUS_ERRORS: u32 = 0xfdf9_8008;
 
-/// R1's ILLEGAL_COMMAND bit.
-pub const STATUS_ILLEGAL_COMMAND: u32 = 1 << 22;
-
 /// The card's capacity in 512-byte blocks, from its CSD (version 1: standard capacity;
 /// version 2: SDHC/SDXC). `None` for an unknown CSD structure.
 pub fn csd_blocks(csd: &[u8; 16]) -> Option<u32> {
