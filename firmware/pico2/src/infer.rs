@@ -9,9 +9,9 @@ use picogpt_board::sd::answer_line;
 use picogpt_board::{Clock, Memory, Options};
 use picogpt_core::{Activations, KvFormat};
 
+use crate::bus::{self, Card};
 use crate::flash;
 use crate::link::{Console, LINES};
-use crate::sd::{self, Card};
 
 /// Tokens generated when the line does not say: with the 10-token default prompt, well
 /// within the 23 positions an int8 cache of GPT-2 124M gets in RAM here (longer contexts
@@ -38,7 +38,7 @@ pub fn serve(mut card: Card, ram: Memory<'static>) -> ! {
     };
     loop {
         let line = embassy_futures::block_on(LINES.receive());
-        card = answer_line(&line, card, sd::restart, Some(flash::region()), &mut board);
+        card = answer_line(&line, card, bus::restart, Some(flash::region()), &mut board);
         let _ = write!(board.out, "> ");
     }
 }

@@ -1,7 +1,8 @@
 //! picoGPT on a Raspberry Pi Pico 2 (RP2350A: two Cortex-M33 at 150 MHz, 520 KiB SRAM),
 //! its weights streamed from an SD card.
 //!
-//! Wiring: a 3.3 V micro-SD breakout on SPI0.
+//! Wiring: a 3.3 V micro-SD breakout on SPI0 (the default), or, built with `--features
+//! sdio`, a card wired for 4-bit SDIO on GP10-GP15 (`sdio.rs`: CLK, CMD, DAT0-DAT3).
 //!
 //! ```text
 //! Pico 2  GP16 (SPI0 RX)  <- card DO / MISO
@@ -24,7 +25,7 @@
 //! RAM, a read error) is one `error:` line, and the next line is awaited.
 //! Diagnostics: defmt over RTT (`cargo run --release` flashes with probe-rs and shows them).
 //!
-//! Core 0 runs USB; core 1 runs the model, blocking on SPI, so the console stays alive.
+//! Core 0 runs USB; core 1 runs the model, blocking on the card, so the console stays alive.
 #![no_std]
 #![no_main]
 
@@ -32,8 +33,17 @@ mod flash;
 mod infer;
 mod link;
 mod ram;
+#[cfg(not(feature = "sdio"))]
 mod sd;
+#[cfg(feature = "sdio")]
+mod sdio;
 mod usb;
+
+/// The card, on the bus this build chose.
+#[cfg(not(feature = "sdio"))]
+use sd as bus;
+#[cfg(feature = "sdio")]
+use sdio as bus;
 
 use core::ptr::addr_of_mut;
 
@@ -50,7 +60,21 @@ static mut CORE1_STACK: Stack<CORE1_STACK_BYTES> = Stack::new();
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
     let p = embassy_rp::init(Default::default());
-    let card = sd::card(p.SPI0, p.PIN_18, p.PIN_19, p.PIN_16, p.PIN_17);
+    #[cfg(not(feature = "sdio"))]
+    let card = bus::card(p.SPI0, p.PIN_18, p.PIN_19, p.PIN_16, p.PIN_17);
+    #[cfg(feature = "sdio")]
+    let card = Some(bus::card(
+        p.PIO0,
+        p.DMA_CH0,
+        bus::Pins {
+            clk: p.PIN_10,
+            cmd: p.PIN_11,
+            dat0: p.PIN_12,
+            dat1: p.PIN_13,
+            dat2: p.PIN_14,
+            dat3: p.PIN_15,
+        },
+    ));
     match (card, ram::take()) {
         (Some(card), Some(ram)) => {
             defmt::info!("kv cache RAM: {} bytes", ram::kv_bytes());
