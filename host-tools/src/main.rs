@@ -1,6 +1,9 @@
 //! `host-tools`: synthesize, pack, reference and run GPT-2 on the desktop.
 
+#[macro_use]
+mod stdout;
 mod cmd;
+mod stop;
 
 use std::process::ExitCode;
 
@@ -47,10 +50,13 @@ enum Command {
 }
 
 /// Runs the command and prints a failure as one line, without a backtrace: every error's
-/// message already names what failed and why.
+/// message already names what failed and why. Ctrl-C and SIGTERM leave no unfinished file.
 fn main() -> ExitCode {
     restore_sigpipe();
-    match run(Cli::parse().command) {
+    stop::on_signals();
+    let result = run(Cli::parse().command);
+    stdout::flush();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -8,8 +8,8 @@ use std::time::Instant;
 use picogpt_core::kv::{self, KvCache};
 use picogpt_core::sample::CANDIDATES;
 use picogpt_core::{
-    Activations, KvFormat, Model, Picker, RamKv, Sampling, Storage, StorageKv, TieredKv, Workspace,
-    WorkspaceSpec,
+    Activations, KvFormat, MatrixFormat, Model, Picker, RamKv, Sampling, Storage, StorageKv,
+    TieredKv, Workspace, WorkspaceSpec,
 };
 
 use crate::file_storage::{FileStorage, KvFile};
@@ -126,6 +126,17 @@ pub enum RunError {
     /// Nothing to do.
     #[error("-n is 0: nothing to generate")]
     NothingToGenerate,
+    /// The int8 activation path was asked for, but the pack has no integer matrices for it.
+    #[error(
+        "{path}: --activations int8 changes only int8 and int4 matrices, and this pack's are \
+         {format}: leave it out"
+    )]
+    NoIntegerMatrices {
+        /// The pack.
+        path: String,
+        /// Its matrix format.
+        format: picogpt_core::MatrixFormat,
+    },
 }
 
 /// Generates after the prompt; `on_step` sees each step as soon as it is chosen.
@@ -172,6 +183,14 @@ where
     let core = core_error(name);
     let mut model = Model::open(storage).map_err(|e| core(Box::new(e)))?;
     let cfg = *model.config();
+    let quant = model.layout().quant();
+    let integer = |f: &MatrixFormat| !matches!(f, MatrixFormat::F32 | MatrixFormat::F16);
+    if opts.activations == Activations::Int8
+        && !integer(&quant.matrices)
+        && !quant.overrides.iter().any(|o| integer(&o.format))
+    {
+        return Err(RunError::NoIntegerMatrices { path: name.to_owned(), format: quant.matrices });
+    }
     let prompt = prompt_tokens(&mut model, &opts.prompt).map_err(|e| core(Box::new(e)))?;
     // The last generated token is printed, not fed back.
     let needed = prompt.len() + opts.n - 1;

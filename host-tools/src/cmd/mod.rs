@@ -12,10 +12,14 @@ pub mod tokens;
 pub mod uf2;
 pub mod verify;
 
-use picogpt_core::Candidate;
-use picogpt_core::display::write_candidate;
+use std::path::Path;
 
+use anyhow::{Result, anyhow};
+use host_tools::file_storage::FileStorage;
+use host_tools::guard;
 use host_tools::report::TopEntry;
+use picogpt_core::display::write_candidate;
+use picogpt_core::{Candidate, Model};
 
 /// picoGPT's verbose line for a candidate, through core's formatter (what a board prints).
 pub fn candidate_line(rank: usize, entry: &TopEntry) -> String {
@@ -29,4 +33,37 @@ pub fn candidate_line(rank: usize, entry: &TopEntry) -> String {
 /// Token ids as `1,2,3`.
 pub fn join(ids: &[u32]) -> String {
     ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// A token id in a comma-separated list; spaces around it are fine (`464, 3290`).
+pub fn token_id(text: &str) -> Result<u32, String> {
+    match text.trim() {
+        "" => Err("an empty token id: give ids such as 464,3290".to_owned()),
+        id => id.parse().map_err(|_| format!("{id:?} is not a token id (a number such as 464)")),
+    }
+}
+
+/// A count that must be at least 1 (`-n`, `--batch`, `--chunk-bytes`, `--repeats`, …).
+pub fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{text:?} is not a whole number")),
+    }
+}
+
+/// The pack at `path`, opened after [`guard::pack_file`]'s checks, for the commands that read
+/// a pack's manifest or tokenizer (`info`, `verify`, `encode`, `decode`).
+pub fn open_pack(path: &Path) -> Result<Model<FileStorage>> {
+    guard::pack_file(path)?;
+    let storage = FileStorage::open(path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    Model::open(storage).map_err(|e| anyhow!("{}: {e}", path.display()))
+}
+
+/// `text` as one shell word, for the commands an error suggests: as is when it is plain,
+/// else in single quotes.
+pub fn shell_word(text: &str) -> String {
+    let plain = !text.is_empty()
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || "-_./,:=+@%".contains(c));
+    if plain { text.to_owned() } else { format!("'{}'", text.replace('\'', "'\\''")) }
 }

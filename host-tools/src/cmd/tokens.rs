@@ -1,12 +1,10 @@
 //! `host-tools encode` and `host-tools decode`: the host tokenizer, or core's over a pack.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow};
-use host_tools::file_storage::FileStorage;
-use host_tools::tokenizer::{GPT2_VOCAB, Tokenizer};
-use picogpt_core::Model;
+use host_tools::guard;
+use host_tools::tokenizer::Tokenizer;
 use picogpt_core::utf8::Utf8Stream;
 
 use super::join;
@@ -25,8 +23,8 @@ pub struct EncodeArgs {
 
 #[derive(clap::Args)]
 pub struct DecodeArgs {
-    /// Token ids, comma-separated.
-    #[arg(value_delimiter = ',', required = true)]
+    /// Token ids, comma-separated (`464,3290` or `"464, 3290"`).
+    #[arg(value_delimiter = ',', required = true, value_parser = super::token_id)]
     ids: Vec<u32>,
     /// Use core's on-device decoder over this pack's tokenizer sections.
     #[arg(long, conflicts_with = "model_dir")]
@@ -36,22 +34,21 @@ pub struct DecodeArgs {
     model_dir: Option<PathBuf>,
 }
 
+/// The folder's `vocab.json` + `merges.txt` (which must be there), or GPT-2's own.
 fn host_tokenizer(model_dir: Option<&Path>) -> Result<Tokenizer> {
     Ok(match model_dir {
-        Some(dir) => Tokenizer::for_checkpoint(dir, GPT2_VOCAB)?,
+        Some(dir) => {
+            guard::tokenizer_folder(dir)?;
+            Tokenizer::from_hf_files(dir)?
+        }
         None => Tokenizer::gpt2()?,
     })
-}
-
-fn open(pack: &Path) -> Result<Model<FileStorage>> {
-    let storage = FileStorage::open(pack).map_err(|e| anyhow!("{}: {e}", pack.display()))?;
-    Model::open(storage).map_err(|e| anyhow!("{}: {e}", pack.display()))
 }
 
 pub fn encode(args: EncodeArgs) -> Result<()> {
     let ids = match &args.pack {
         Some(pack) => {
-            let mut model = open(pack)?;
+            let mut model = super::open_pack(pack)?;
             let mut scratch = vec![0u32; 2 * args.text.len() + 2];
             let mut out = vec![0u32; args.text.len()];
             let n = model
@@ -69,13 +66,13 @@ pub fn encode(args: EncodeArgs) -> Result<()> {
 pub fn decode(args: DecodeArgs) -> Result<()> {
     let bytes = match &args.pack {
         Some(pack) => {
-            let mut model = open(pack)?;
+            let mut model = super::open_pack(pack)?;
             let mut bytes = Vec::new();
             let mut buf = [0u8; picogpt_core::format::MAX_TOKEN_BYTES as usize];
             for &id in &args.ids {
                 let token = model
                     .token_bytes(id, &mut buf)
-                    .map_err(|e| anyhow!("{}: token {id}: {e}", pack.display()))?;
+                    .map_err(|e| anyhow!("{}: {e}", pack.display()))?;
                 bytes.extend_from_slice(token);
             }
             bytes
@@ -95,7 +92,6 @@ pub fn decode(args: DecodeArgs) -> Result<()> {
     let mut stream = Utf8Stream::new();
     stream.push(&bytes, &mut |s| text.push_str(s));
     stream.finish(&mut |s| text.push_str(s));
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{text}")?;
+    println!("{text}");
     Ok(())
 }
