@@ -5,6 +5,7 @@ mod stdout;
 mod cmd;
 mod stop;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -54,7 +55,23 @@ enum Command {
 fn main() -> ExitCode {
     restore_sigpipe();
     stop::on_signals();
-    let result = run(Cli::parse().command);
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A usage error: clap prints it on stderr and exits with status 2.
+        Err(e) if e.use_stderr() => e.exit(),
+        // `--help` or `--version`: stdout, through the same checks as every command's output.
+        Err(e) => {
+            let text = e.render();
+            if std::io::stdout().is_terminal() {
+                print!("{}", text.ansi());
+            } else {
+                print!("{text}");
+            }
+            stdout::flush();
+            return ExitCode::SUCCESS;
+        }
+    };
+    let result = run(cli.command);
     stdout::flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,

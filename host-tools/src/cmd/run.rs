@@ -254,6 +254,16 @@ fn source_and_prompt(args: &Args) -> Result<(Source, Option<String>)> {
             word(prompt),
             word(prompt)
         ),
+        (None, [prompt, file])
+            if !Path::new(prompt).exists() && guard::is_pack(Path::new(file)) =>
+        {
+            bail!(
+                "{} is not a file: the pack comes first: did you mean `host-tools run {} {}`?",
+                word(prompt),
+                word(file),
+                word(prompt)
+            )
+        }
         (None, [file, prompt @ ..]) => {
             let file = PathBuf::from(file);
             guard::pack_file(&file)?;

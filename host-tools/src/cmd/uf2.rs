@@ -40,6 +40,10 @@ pub fn main(args: Args) -> Result<()> {
     guard::check_outputs(&[out], &inputs)?;
     let mut image = Image::new();
     if let Some(path) = &args.elf {
+        if guard::is_pack(path) {
+            let bin = format!("--bin {}", path.display());
+            bail!("{} is a pack, not a firmware ELF: {}", path.display(), guard::did_you_mean(bin));
+        }
         let named = |e: &dyn std::fmt::Display| anyhow!("{}: {e}", path.display());
         let elf = std::fs::read(path).map_err(|e| named(&e))?;
         let segments = image.add_elf(&elf).map_err(|e| named(&e))?;
