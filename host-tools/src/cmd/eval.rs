@@ -10,6 +10,8 @@ use host_tools::guard::{self, Output};
 use host_tools::tokenizer::Tokenizer;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::TokenIds;
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Checkpoint folder (config.json, model.safetensors) the packs were made from.
@@ -21,8 +23,8 @@ pub struct Args {
     #[arg(long, conflicts_with = "tokens")]
     text: Option<PathBuf>,
     /// Token ids to read instead of a text, comma-separated.
-    #[arg(long, value_delimiter = ',', value_parser = super::token_id)]
-    tokens: Option<Vec<u32>>,
+    #[arg(long, value_parser = super::token_ids)]
+    tokens: Option<TokenIds>,
     /// Also write the results as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -48,7 +50,7 @@ pub fn main(args: Args) -> Result<()> {
         open_pack(pack, &config)?;
     }
     let (mut tokens, source) = match (&args.tokens, &args.text) {
-        (Some(ids), _) => (ids.clone(), "--tokens".to_owned()),
+        (Some(ids), _) => (ids.0.clone(), "--tokens".to_owned()),
         (None, text) => {
             let tokenizer =
                 Tokenizer::for_pack(&args.model_dir, config.vocab_size)?.ok_or_else(|| {

@@ -35,12 +35,23 @@ pub fn join(ids: &[u32]) -> String {
     ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
 }
 
-/// A token id in a comma-separated list; spaces around it are fine (`464, 3290`).
-pub fn token_id(text: &str) -> Result<u32, String> {
-    match text.trim() {
-        "" => Err("an empty token id: give ids such as 464,3290".to_owned()),
-        id => id.parse().map_err(|_| format!("{id:?} is not a token id (a number such as 464)")),
+/// Token ids as people type them: `464,3290`, `"464, 3290"`, `464, 3290` (two arguments).
+#[derive(Clone, Debug)]
+pub struct TokenIds(pub Vec<u32>);
+
+/// Parses [`TokenIds`]: numbers separated by commas and/or spaces.
+pub fn token_ids(text: &str) -> Result<TokenIds, String> {
+    let ids = text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|piece| !piece.is_empty())
+        .map(|id| {
+            id.parse().map_err(|_| format!("{id:?} is not a token id (a number such as 464)"))
+        })
+        .collect::<Result<Vec<u32>, _>>()?;
+    if ids.is_empty() {
+        return Err("no token ids: give ids such as 464,3290".to_owned());
     }
+    Ok(TokenIds(ids))
 }
 
 /// A count that must be at least 1 (`-n`, `--batch`, `--chunk-bytes`, `--repeats`, …).

@@ -9,7 +9,7 @@ use host_tools::report::{RunReport, StepReport, TopEntry};
 use host_tools::tokenizer::Tokenizer;
 use host_tools::{checkpoint, reference};
 
-use super::{candidate_line, join};
+use super::{TokenIds, candidate_line, join};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -20,8 +20,8 @@ pub struct Args {
     #[arg(conflicts_with = "tokens")]
     prompt: Option<String>,
     /// Prompt as token ids instead of text, comma-separated.
-    #[arg(long, value_delimiter = ',', value_parser = super::token_id)]
-    tokens: Option<Vec<u32>>,
+    #[arg(long, value_parser = super::token_ids)]
+    tokens: Option<TokenIds>,
     /// Tokens to generate (as `run`).
     #[arg(
         short = 'n',
@@ -46,7 +46,7 @@ pub fn main(args: Args) -> Result<()> {
     let weights = checkpoint::load(&args.model_dir)?;
     let tokenizer = Tokenizer::for_pack(&args.model_dir, weights.config.vocab_size)?;
     let prompt = match (&args.tokens, &args.prompt, &tokenizer) {
-        (Some(ids), _, _) => ids.clone(),
+        (Some(ids), _, _) => ids.0.clone(),
         (None, Some(text), Some(t)) if !text.is_empty() => t.encode(text),
         (None, _, Some(t)) => vec![t.end_of_text()],
         (None, _, None) => bail!(

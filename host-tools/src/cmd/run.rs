@@ -14,7 +14,7 @@ use picogpt_core::utf8::Utf8Stream;
 use picogpt_core::{Activations, KvFormat, RandomSampling, Sampling};
 
 use super::pack::QuantArg;
-use super::{candidate_line, join};
+use super::{TokenIds, candidate_line, join};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -23,8 +23,8 @@ pub struct Args {
     #[arg(num_args = 0..=2, value_name = "FILE] [PROMPT")]
     positional: Vec<OsString>,
     /// Prompt as token ids instead of text, comma-separated.
-    #[arg(long, value_delimiter = ',', value_parser = super::token_id)]
-    tokens: Option<Vec<u32>>,
+    #[arg(long, value_parser = super::token_ids)]
+    tokens: Option<TokenIds>,
     /// Tokens to generate (generation also stops at <|endoftext|>).
     #[arg(
         short = 'n',
@@ -130,7 +130,7 @@ pub fn main(args: Args) -> Result<()> {
     let (source, prompt_text) = source_and_prompt(&args)?;
     let prompt = match (&args.tokens, prompt_text) {
         (Some(_), Some(_)) => bail!("give either a prompt text or --tokens, not both"),
-        (Some(ids), None) => Prompt::Tokens(ids.clone()),
+        (Some(ids), None) => Prompt::Tokens(ids.0.clone()),
         (None, text) => Prompt::Text(text.unwrap_or_default()),
     };
     let sampling = sampling(&args)?;
@@ -247,7 +247,7 @@ fn source_and_prompt(args: &Args) -> Result<(Source, Option<String>)> {
             "give a pack and a prompt (`host-tools run FILE \"prompt\"`), or a GPT-2 size and a \
              prompt (`host-tools run \"prompt\" --model_size 124M`)"
         ),
-        (None, [prompt]) if !Path::new(prompt).exists() && args.tokens.is_none() => bail!(
+        (None, [prompt]) if !looks_like_a_path(prompt) && args.tokens.is_none() => bail!(
             "{} is not a file: to run GPT-2 on this prompt as picoGPT does, type `host-tools run \
              {} --model_size 124M`; to run a pack, give it first: `host-tools run FILE {}`",
             word(prompt),
@@ -271,6 +271,14 @@ fn source_and_prompt(args: &Args) -> Result<(Source, Option<String>)> {
         }
     };
     Ok((source, prompt.cloned().map(utf8_prompt).transpose()?))
+}
+
+/// Whether a lone argument is meant as a file: it exists, or has a `/` or the `.pgpt` suffix.
+fn looks_like_a_path(arg: &OsString) -> bool {
+    let path = Path::new(arg);
+    path.exists()
+        || arg.as_encoded_bytes().contains(&b'/')
+        || path.extension().is_some_and(|e| e == "pgpt")
 }
 
 /// The prompt as text, or an error naming the first byte that is not UTF-8.

@@ -7,7 +7,7 @@ use host_tools::guard;
 use host_tools::tokenizer::Tokenizer;
 use picogpt_core::utf8::Utf8Stream;
 
-use super::join;
+use super::{TokenIds, join};
 
 #[derive(clap::Args)]
 pub struct EncodeArgs {
@@ -23,9 +23,9 @@ pub struct EncodeArgs {
 
 #[derive(clap::Args)]
 pub struct DecodeArgs {
-    /// Token ids, comma-separated (`464,3290` or `"464, 3290"`).
-    #[arg(value_delimiter = ',', required = true, value_parser = super::token_id)]
-    ids: Vec<u32>,
+    /// Token ids, separated by commas and/or spaces (`464,3290`, `"464, 3290"`).
+    #[arg(required = true, value_parser = super::token_ids)]
+    ids: Vec<TokenIds>,
     /// Use core's on-device decoder over this pack's tokenizer sections.
     #[arg(long, conflicts_with = "model_dir")]
     pack: Option<PathBuf>,
@@ -64,12 +64,13 @@ pub fn encode(args: EncodeArgs) -> Result<()> {
 }
 
 pub fn decode(args: DecodeArgs) -> Result<()> {
+    let ids: Vec<u32> = args.ids.iter().flat_map(|list| list.0.iter().copied()).collect();
     let bytes = match &args.pack {
         Some(pack) => {
             let mut model = super::open_pack(pack)?;
             let mut bytes = Vec::new();
             let mut buf = [0u8; picogpt_core::format::MAX_TOKEN_BYTES as usize];
-            for &id in &args.ids {
+            for &id in &ids {
                 let token = model
                     .token_bytes(id, &mut buf)
                     .map_err(|e| anyhow!("{}: {e}", pack.display()))?;
@@ -79,13 +80,13 @@ pub fn decode(args: DecodeArgs) -> Result<()> {
         }
         None => {
             let tokenizer = host_tokenizer(args.model_dir.as_deref())?;
-            if let Some(&bad) = args.ids.iter().find(|&&id| id as usize >= tokenizer.len()) {
+            if let Some(&bad) = ids.iter().find(|&&id| id as usize >= tokenizer.len()) {
                 return Err(anyhow!(
                     "token {bad} is outside the vocabulary of {}",
                     tokenizer.len()
                 ));
             }
-            tokenizer.decode(&args.ids)
+            tokenizer.decode(&ids)
         }
     };
     let mut text = String::new();
