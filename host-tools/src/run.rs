@@ -112,7 +112,11 @@ pub enum RunError {
     #[error("creating the KV spill file: {0}")]
     SpillFile(io::Error),
     /// The request does not fit the model.
-    #[error("prompt of {prompt} tokens + {n} generated needs {needed} positions, n_ctx is {n_ctx}")]
+    #[error(
+        "prompt of {prompt} tokens + {n} generated needs {needed} positions, n_ctx is \
+         {n_ctx}{}",
+        longest_n(*prompt, *n_ctx)
+    )]
     TooLong {
         /// Prompt length.
         prompt: usize,
@@ -137,6 +141,15 @@ pub enum RunError {
         /// Its matrix format.
         format: picogpt_core::MatrixFormat,
     },
+}
+
+/// `: -n N fits`, the most the context holds after this prompt, or `: the prompt alone is too
+/// long`.
+fn longest_n(prompt: usize, n_ctx: usize) -> String {
+    match (n_ctx + 1).checked_sub(prompt) {
+        Some(n) if n > 0 && prompt > 0 => format!(": -n {n} fits"),
+        _ => ": the prompt alone is too long".to_owned(),
+    }
 }
 
 /// Generates after the prompt; `on_step` sees each step as soon as it is chosen.

@@ -383,6 +383,27 @@ fn flags_out_of_range_or_without_effect_are_refused() {
         1,
         &["--no-outliers changes only an int8 LM head"],
     );
+    refused(
+        d,
+        &["run", "m/model-int8.pgpt", "hi there you", "-n", "70"],
+        1,
+        &["needs 72 positions, n_ctx is 64: -n 62 fits"],
+    );
+    let empty_endpoint =
+        command(d, &["download", "--model_size", "124M"]).env("HF_ENDPOINT", "").output().unwrap();
+    let stderr = String::from_utf8_lossy(&empty_endpoint.stderr);
+    assert_eq!(empty_endpoint.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("\"\" is not an http:// or https:// address (unset HF_ENDPOINT"),
+        "{stderr}"
+    );
+    assert!(!d.join("models").exists());
+    // Sizes as people write them.
+    for budget in ["400K", "400KB", "400KiB", "409600"] {
+        let out =
+            succeeds(d, &["run", "m/model-int8.pgpt", "hi", "-n", "1", "--ram-budget", budget]);
+        assert!(out.contains("RAM budget 409600 bytes"), "{budget}: {out}");
+    }
     // With int4, --block sizes the matrices kept in int8, and the summary shows it.
     let out = succeeds(d, &["pack", "m", "-o", "x.pgpt", "--quant", "int4", "--block", "0"]);
     assert!(out.contains("wte.weight kept as int8 (per row)"), "{out}");
@@ -412,6 +433,18 @@ fn token_lists_take_spaces_and_reference_takes_text() {
 fn tokenizer_folders_must_hold_a_tokenizer() {
     let w = workspace();
     let d = w.path();
+    succeeds(d, &["pack", "m", "-o", "ids-only.pgpt", "--no-tokenizer"]);
+    for command in [&["encode", "hi"][..], &["decode", "1,2"]] {
+        refused(
+            d,
+            &[command, &["--pack", "ids-only.pgpt"]].concat(),
+            1,
+            &[
+                "ids-only.pgpt has no tokenizer sections",
+                "leave out --pack to use GPT-2's tokenizer",
+            ],
+        );
+    }
     for command in [&["encode", "hi"][..], &["decode", "1,2"]] {
         let with = |dir: &'static str| [command, &["--model-dir", dir]].concat();
         refused(d, &with("nothere"), 1, &["nothere: no such folder"]);

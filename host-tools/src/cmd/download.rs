@@ -39,7 +39,7 @@ pub struct Args {
 #[derive(clap::Args)]
 pub struct HubArgs {
     /// The hub's address: a mirror, or a local server.
-    #[arg(long, env = ENDPOINT_ENV, default_value = DEFAULT_ENDPOINT)]
+    #[arg(long, env = ENDPOINT_ENV, default_value = DEFAULT_ENDPOINT, value_parser = endpoint)]
     endpoint: String,
     /// Seconds to wait for a connection to the hub.
     #[arg(long, value_parser = seconds, default_value = "30")]
@@ -207,6 +207,18 @@ fn modified(path: &Path) -> Result<Option<SystemTime>> {
         Ok(time) => Ok(Some(time)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(anyhow!("{}: {e}", path.display())),
+    }
+}
+
+/// An `http://` or `https://` address.
+fn endpoint(text: &str) -> Result<String, String> {
+    if text.starts_with("https://") || text.starts_with("http://") {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "{text:?} is not an http:// or https:// address (unset {ENDPOINT_ENV} for the hub, \
+             {DEFAULT_ENDPOINT})"
+        ))
     }
 }
 

@@ -149,7 +149,9 @@ pub fn main(args: Args) -> Result<()> {
     let file = match source {
         Source::Pack(path) => path,
         Source::Size(size) => {
-            super::download::first_use(size, &args.models_dir, args.quant, &args.hub)?
+            let pack = super::download::first_use(size, &args.models_dir, args.quant, &args.hub)?;
+            guard::pack_file(&pack)?;
+            pack
         }
     };
     let opts = RunOptions {
@@ -290,8 +292,15 @@ fn utf8_prompt(raw: OsString) -> Result<String> {
     })
 }
 
-/// `400K`, `2M`, `1G` or plain bytes (K = 1024).
+/// `400K`, `2M`, `1G` or plain bytes (K = 1024; `400KB` and `400KiB` mean the same).
 fn parse_bytes(text: &str) -> Result<usize, String> {
+    let trimmed = text.trim();
+    let lower = trimmed.to_ascii_lowercase();
+    let unit_len = if lower.ends_with("ib") { 2 } else { usize::from(lower.ends_with('b')) };
+    let text = match &trimmed[..trimmed.len() - unit_len] {
+        bare if bare.ends_with(|c: char| c.is_ascii_alphabetic()) => bare,
+        _ => trimmed,
+    };
     let (digits, unit) = match text.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_uppercase()),
         _ => (text, 'B'),

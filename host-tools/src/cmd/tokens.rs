@@ -2,9 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
+use host_tools::file_storage::FileStorage;
 use host_tools::guard;
 use host_tools::tokenizer::Tokenizer;
+use picogpt_core::Model;
 use picogpt_core::utf8::Utf8Stream;
 
 use super::{TokenIds, join};
@@ -45,10 +47,23 @@ fn host_tokenizer(model_dir: Option<&Path>) -> Result<Tokenizer> {
     })
 }
 
+/// The pack, which must carry a tokenizer.
+fn with_tokenizer(pack: &Path) -> Result<Model<FileStorage>> {
+    let model = super::open_pack(pack)?;
+    if model.tokenizer().is_none() {
+        bail!(
+            "{} has no tokenizer sections (it was packed with --no-tokenizer or a vocabulary \
+             that is not GPT-2's): leave out --pack to use GPT-2's tokenizer",
+            pack.display()
+        );
+    }
+    Ok(model)
+}
+
 pub fn encode(args: EncodeArgs) -> Result<()> {
     let ids = match &args.pack {
         Some(pack) => {
-            let mut model = super::open_pack(pack)?;
+            let mut model = with_tokenizer(pack)?;
             let mut scratch = vec![0u32; 2 * args.text.len() + 2];
             let mut out = vec![0u32; args.text.len()];
             let n = model
@@ -67,7 +82,7 @@ pub fn decode(args: DecodeArgs) -> Result<()> {
     let ids: Vec<u32> = args.ids.iter().flat_map(|list| list.0.iter().copied()).collect();
     let bytes = match &args.pack {
         Some(pack) => {
-            let mut model = super::open_pack(pack)?;
+            let mut model = with_tokenizer(pack)?;
             let mut bytes = Vec::new();
             let mut buf = [0u8; picogpt_core::format::MAX_TOKEN_BYTES as usize];
             for &id in &ids {
