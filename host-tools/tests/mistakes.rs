@@ -141,6 +141,12 @@ fn no_output_replaces_an_input_or_lands_where_it_cannot() {
     refused(d, &["pack", "m", "-o", "m"], 1, &["-o m is a folder: give a file name"]);
     refused(
         d,
+        &["pack", "m", "--quant", "f16"],
+        1,
+        &["give the pack's file name with -o: did you mean `-o m/model-f16.pgpt`?"],
+    );
+    refused(
+        d,
         &["pack", "m", "-o", "nowhere/x.pgpt"],
         1,
         &["there is no folder nowhere (create it first: `mkdir -p nowhere`)"],

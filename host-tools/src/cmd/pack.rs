@@ -16,9 +16,9 @@ use picogpt_core::{MatrixFormat, TensorId, TensorKind};
 pub struct Args {
     /// Folder with config.json and model.safetensors (and optionally vocab.json + merges.txt).
     model_dir: PathBuf,
-    /// Output file.
+    /// Output file (`run --model_size` looks for `<folder>/model-<quant>.pgpt`).
     #[arg(short, long)]
-    out: PathBuf,
+    out: Option<PathBuf>,
     /// Weight format.
     #[arg(long, value_enum, default_value_t = QuantArg::Int8)]
     quant: QuantArg,
@@ -78,11 +78,14 @@ pub fn main(args: Args) -> Result<()> {
     let opts = options(&args)?;
     guard::checkpoint_folder(&args.model_dir)?;
     let usual = args.model_dir.join(format!("model-{}.pgpt", args.quant.name()));
-    let out = Output::pack("-o", &args.out)
-        .instead(guard::did_you_mean(format_args!("-o {}", usual.display())));
-    guard::check_outputs(&[out], &guard::checkpoint_files(&args.model_dir))?;
-    let summary = pack_folder(&args.model_dir, &args.out, &opts, !args.no_tokenizer)?;
-    print_summary(&args.out, &summary);
+    let usual = format!("-o {}", usual.display());
+    let Some(out) = &args.out else {
+        bail!("give the pack's file name with -o: {}", guard::did_you_mean(usual));
+    };
+    let output = Output::pack("-o", out).instead(guard::did_you_mean(usual));
+    guard::check_outputs(&[output], &guard::checkpoint_files(&args.model_dir))?;
+    let summary = pack_folder(&args.model_dir, out, &opts, !args.no_tokenizer)?;
+    print_summary(out, &summary);
     Ok(())
 }
 
