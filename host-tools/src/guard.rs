@@ -4,9 +4,10 @@
 //! be any of the command's inputs (by any name: the same path, a symlink or a hard link), must
 //! not replace a pack or a checkpoint's weights with something else, must not be a folder (or,
 //! for a folder output, a file), and must be in a folder that exists and takes new files. The
-//! input checks ([`pack_file`], [`checkpoint_folder`], [`tokenizer_folder`]) turn the usual mix-ups —
-//! a folder given as a pack, a pack given as a folder, a path that is not there — into errors
-//! that say what to type instead. Each error names the flag and the path.
+//! input checks ([`pack_file`], [`checkpoint_folder`], [`tokenizer_folder`]) turn the usual
+//! mix-ups — a folder given as a pack, a pack given as a folder, a path that is not there —
+//! into errors that say what to type instead. Each error names the path, and for an output the
+//! flag that gave it.
 
 use std::fs;
 use std::io::{self, Read};
