@@ -356,7 +356,7 @@ fn ctrl_c_mid_download_keeps_the_partial_file_and_says_how_to_resume() {
     let models = tempfile::tempdir().unwrap();
     let models_dir = models.path().to_str().unwrap();
     let args = ["download", "--model_size", "124M", "--models_dir", models_dir];
-    let mut child = Command::new(env!("CARGO_BIN_EXE_host-tools"))
+    let child = Command::new(env!("CARGO_BIN_EXE_host-tools"))
         .args(args)
         .env("HF_ENDPOINT", server.url())
         .stdout(std::process::Stdio::null())
