@@ -54,6 +54,23 @@ pub fn token_ids(text: &str) -> Result<TokenIds, String> {
     Ok(TokenIds(ids))
 }
 
+/// The prompt-as-ids and length flags of `run` and `reference`, with picoGPT's default length.
+#[derive(clap::Args)]
+pub struct Generation {
+    /// Prompt as token ids instead of text, comma-separated.
+    #[arg(long, value_parser = token_ids)]
+    pub tokens: Option<TokenIds>,
+    /// Tokens to generate (`run` also stops at <|endoftext|>).
+    #[arg(
+        short = 'n',
+        long,
+        visible_alias = "n_tokens_to_generate",
+        default_value_t = 40,
+        value_parser = at_least_one
+    )]
+    pub n_tokens_to_generate: usize,
+}
+
 /// A count that must be at least 1 (`-n`, `--batch`, `--chunk-bytes`, `--repeats`, …).
 pub fn at_least_one(text: &str) -> Result<usize, String> {
     match text.trim().parse::<usize>() {

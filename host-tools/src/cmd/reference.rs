@@ -9,7 +9,7 @@ use host_tools::report::{RunReport, StepReport, TopEntry};
 use host_tools::tokenizer::Tokenizer;
 use host_tools::{checkpoint, reference};
 
-use super::{TokenIds, candidate_line, join};
+use super::{Generation, candidate_line, join};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -19,18 +19,8 @@ pub struct Args {
     /// starts from <|endoftext|>.
     #[arg(conflicts_with = "tokens")]
     prompt: Option<String>,
-    /// Prompt as token ids instead of text, comma-separated.
-    #[arg(long, value_parser = super::token_ids)]
-    tokens: Option<TokenIds>,
-    /// Tokens to generate (as `run`).
-    #[arg(
-        short = 'n',
-        long,
-        visible_alias = "n_tokens_to_generate",
-        default_value_t = 40,
-        value_parser = super::at_least_one
-    )]
-    n_tokens_to_generate: usize,
+    #[command(flatten)]
+    generation: Generation,
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -45,7 +35,7 @@ pub fn main(args: Args) -> Result<()> {
     }
     let weights = checkpoint::load(&args.model_dir)?;
     let tokenizer = Tokenizer::for_pack(&args.model_dir, weights.config.vocab_size)?;
-    let prompt = match (&args.tokens, &args.prompt, &tokenizer) {
+    let prompt = match (&args.generation.tokens, &args.prompt, &tokenizer) {
         (Some(ids), _, _) => ids.0.clone(),
         (None, Some(text), Some(t)) if !text.is_empty() => t.encode(text),
         (None, _, Some(t)) => vec![t.end_of_text()],
@@ -60,7 +50,7 @@ pub fn main(args: Args) -> Result<()> {
         tokenizer.as_ref().map(|t| String::from_utf8_lossy(t.token(id)).into_owned())
     };
     let started = Instant::now();
-    let generation = reference::greedy(&weights, &prompt, args.n_tokens_to_generate)?;
+    let generation = reference::greedy(&weights, &prompt, args.generation.n_tokens_to_generate)?;
     let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
     let steps: Vec<StepReport> = generation
         .steps
@@ -105,7 +95,7 @@ pub fn main(args: Args) -> Result<()> {
         bytes_read: 0,
         working_bytes: 0,
         prefill_ms: 0.0,
-        ms_per_token: elapsed_ms / args.n_tokens_to_generate as f64,
+        ms_per_token: elapsed_ms / args.generation.n_tokens_to_generate as f64,
         kv: None,
     };
     if let Some(path) = args.json {

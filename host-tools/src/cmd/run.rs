@@ -14,7 +14,7 @@ use picogpt_core::utf8::Utf8Stream;
 use picogpt_core::{Activations, KvFormat, RandomSampling, Sampling};
 
 use super::pack::QuantArg;
-use super::{TokenIds, candidate_line, join};
+use super::{Generation, candidate_line, join};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -22,18 +22,8 @@ pub struct Args {
     /// prompt. An empty prompt starts from <|endoftext|>.
     #[arg(num_args = 0..=2, value_name = "FILE] [PROMPT")]
     positional: Vec<OsString>,
-    /// Prompt as token ids instead of text, comma-separated.
-    #[arg(long, value_parser = super::token_ids)]
-    tokens: Option<TokenIds>,
-    /// Tokens to generate (generation also stops at <|endoftext|>).
-    #[arg(
-        short = 'n',
-        long,
-        visible_alias = "n_tokens_to_generate",
-        default_value_t = 40,
-        value_parser = super::at_least_one
-    )]
-    n_tokens_to_generate: usize,
+    #[command(flatten)]
+    generation: Generation,
     /// GPT-2 size whose pack to use from --models_dir: 124M, 355M, 774M or 1558M.
     #[arg(long, visible_alias = "model_size", ignore_case = true)]
     model_size: Option<ModelSize>,
@@ -128,7 +118,7 @@ enum KvArg {
 
 pub fn main(args: Args) -> Result<()> {
     let (source, prompt_text) = source_and_prompt(&args)?;
-    let prompt = match (&args.tokens, prompt_text) {
+    let prompt = match (&args.generation.tokens, prompt_text) {
         (Some(_), Some(_)) => bail!("give either a prompt text or --tokens, not both"),
         (Some(ids), None) => Prompt::Tokens(ids.0.clone()),
         (None, text) => Prompt::Text(text.unwrap_or_default()),
@@ -170,7 +160,7 @@ pub fn main(args: Args) -> Result<()> {
             ActivationsArg::F32 => Activations::F32,
             ActivationsArg::Int8 => Activations::Int8,
         },
-        ..RunOptions::with_prompt(prompt, args.n_tokens_to_generate)
+        ..RunOptions::with_prompt(prompt, args.generation.n_tokens_to_generate)
     };
     let mut index = 0;
     let mut stream = Utf8Stream::new();
@@ -249,13 +239,15 @@ fn source_and_prompt(args: &Args) -> Result<(Source, Option<String>)> {
             "give a pack and a prompt (`host-tools run FILE \"prompt\"`), or a GPT-2 size and a \
              prompt (`host-tools run \"prompt\" --model_size 124M`)"
         ),
-        (None, [prompt]) if !looks_like_a_path(prompt) && args.tokens.is_none() => bail!(
-            "{} is not a file: to run GPT-2 on this prompt as picoGPT does, type `host-tools run \
+        (None, [prompt]) if !looks_like_a_path(prompt) && args.generation.tokens.is_none() => {
+            bail!(
+                "{} is not a file: to run GPT-2 on this prompt as picoGPT does, type `host-tools run \
              {} --model_size 124M`; to run a pack, give it first: `host-tools run FILE {}`",
-            word(prompt),
-            word(prompt),
-            word(prompt)
-        ),
+                word(prompt),
+                word(prompt),
+                word(prompt)
+            )
+        }
         (None, [prompt, file])
             if !Path::new(prompt).exists() && guard::is_pack(Path::new(file)) =>
         {
