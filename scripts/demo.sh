@@ -12,8 +12,12 @@ run() {
   "$@"
 }
 
-run cargo build --release -q -p host-tools
 tools=target/release/host-tools
+if [ ! -x "$tools" ]; then
+  echo "First build of host-tools: cargo compiles about 130 crates (a few minutes on 2 cores);"
+  echo "later runs rebuild only what changed."
+fi
+run cargo build --release -p host-tools
 run "$tools" synth --out "$out/model" --seed 1 --n-layer 4 --n-embd 256 --n-head 8 --n-ctx 256
 run "$tools" pack "$out/model" -o "$out/model-int8.pgpt" --quant int8
 run "$tools" run "$out/model-int8.pgpt" "Alan Turing theorized that computers would one day become" -n 8 --chunk-bytes 4096

@@ -37,6 +37,17 @@ pub struct ModelConfig {
     pub layer_norm_epsilon: f32,
 }
 
+/// `12 layers, n_embd 768, 12 heads, n_ctx 1024, vocab 50257`: how tools name a shape.
+impl fmt::Display for ModelConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} layers, n_embd {}, {} heads, n_ctx {}, vocab {}",
+            self.n_layer, self.n_embd, self.n_head, self.n_ctx, self.vocab_size
+        )
+    }
+}
+
 /// Why a [`ModelConfig`] cannot be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]

@@ -33,6 +33,13 @@ impl<S: Storage> Model<S> {
             tensor: None,
         })?;
         if size < HEADER_BYTES as u64 {
+            // Too short for a header: a cut pack if it starts like one, else not a pack at all.
+            let mut start = [0u8; 4];
+            let n = (size as usize).min(start.len());
+            src.read_exact(0, &mut start[..n], None)?;
+            if start[..n] != MAGIC[..n] {
+                return Err(FormatError::BadMagic { found: start }.into());
+            }
             return Err(FormatError::Truncated { needed: HEADER_BYTES as u64, found: size }.into());
         }
         let mut raw = [0u8; HEADER_BYTES];

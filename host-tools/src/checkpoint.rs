@@ -19,6 +19,7 @@ use safetensors::tensor::{SafeTensorError, TensorView, View};
 use serde_json::{Map, Value, json};
 use thiserror::Error;
 
+use crate::partial::PartialFolder;
 use crate::weights::{Gpt2Weights, LAYER_TENSOR_NAMES, TensorSpec, WeightsError, tensor_specs};
 
 /// Name of the hyper-parameter file inside a checkpoint folder.
@@ -478,9 +479,9 @@ fn decode(
 
 /// Writes `weights` to `dir` (created if needed) as `config.json` + `model.safetensors`.
 ///
-/// Both files are first written into a hidden staging folder inside `dir` and then renamed
-/// over their final names, so a failure part-way leaves any previous checkpoint untouched and
-/// no half-written file behind.
+/// Both files are first written into a hidden [`PartialFolder`] inside `dir` and then renamed
+/// over their final names, so a failure or an interruption part-way leaves any previous
+/// checkpoint untouched and no half-written file behind.
 pub fn write(
     dir: &Path,
     weights: &Gpt2Weights,
@@ -490,10 +491,8 @@ pub fn write(
         .validate()
         .map_err(|source| CheckpointError::InvalidWeights { path: dir.into(), source })?;
     fs::create_dir_all(dir).map_err(|source| io_error(dir, source))?;
-    let staging = tempfile::Builder::new()
-        .prefix(".checkpoint-staging-")
-        .tempdir_in(dir)
-        .map_err(|source| io_error(dir, source))?;
+    let staging =
+        PartialFolder::create(&dir.join(MODEL_FILE)).map_err(|source| io_error(dir, source))?;
 
     let model_tmp = staging.path().join(MODEL_FILE);
     let metadata = HashMap::from([("format".to_owned(), "pt".to_owned())]);
@@ -505,12 +504,11 @@ pub fn write(
         .map_err(|source| CheckpointError::ConfigJson { path: dir.join(CONFIG_FILE), source })?;
     fs::write(&config_tmp, config_text + "\n").map_err(|source| io_error(&config_tmp, source))?;
 
-    for (from, name) in [(model_tmp, MODEL_FILE), (config_tmp, CONFIG_FILE)] {
+    for name in [MODEL_FILE, CONFIG_FILE] {
         let to = dir.join(name);
-        crate::output::make_readable(&from).map_err(|source| io_error(&from, source))?;
-        fs::rename(&from, &to).map_err(|source| io_error(&to, source))?;
+        staging.move_out(name, &to).map_err(|source| io_error(&to, source))?;
     }
-    staging.close().map_err(|source| io_error(dir, source))
+    Ok(())
 }
 
 /// `config.json` in the style of the hub's `gpt2` file.

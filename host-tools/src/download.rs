@@ -148,9 +148,10 @@ pub enum DownloadError {
     },
 }
 
-/// Fetches `files` of `repo` into `dir` (created if missing), one after the other. A
-/// transfer that breaks or stalls is resumed up to `retries` times before the error is
-/// returned (its partial file then stays for the next call to resume).
+/// Fetches `files` of `repo` into `dir` (created when the first bytes arrive, so a hub that
+/// cannot be reached leaves no empty folder), one after the other. A transfer that breaks or
+/// stalls is resumed up to `retries` times before the error is returned (its partial file
+/// then stays for the next call to resume).
 pub fn download_files(
     hub: &Hub,
     repo: &str,
@@ -159,7 +160,6 @@ pub fn download_files(
     retries: u32,
     mut on_event: impl FnMut(Event<'_>),
 ) -> Result<(), DownloadError> {
-    fs::create_dir_all(dir).map_err(|source| DownloadError::Io { path: dir.into(), source })?;
     for file in files {
         let remote = hub.remote_file(repo, file)?;
         let path = dir.join(file);
@@ -258,6 +258,9 @@ fn stream(
         done = 0;
         *hasher = Sha256::new();
     }
+    let dir = crate::partial::folder_of(partial);
+    fs::create_dir_all(dir).map_err(|source| DownloadError::Io { path: dir.into(), source })?;
+    let _kept_on_interrupt = crate::partial::Resumable::register(partial);
     let mut file =
         OpenOptions::new().create(true).write(true).truncate(false).open(partial).map_err(io)?;
     file.set_len(done).map_err(io)?;

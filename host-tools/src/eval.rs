@@ -57,7 +57,10 @@ pub enum EvalError {
         message: String,
     },
     /// The pack holds a different model than the checkpoint.
-    #[error("{path}: the pack's model {pack:?} is not the checkpoint's {checkpoint:?}")]
+    #[error(
+        "{path} holds another model ({pack}) than the checkpoint ({checkpoint}): give the \
+         packs made from this checkpoint"
+    )]
     ConfigMismatch {
         /// The pack.
         path: String,
@@ -177,7 +180,7 @@ impl EvalReport {
     /// Writes the report as pretty JSON.
     pub fn write(&self, path: &Path) -> io::Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(io::Error::other)?;
-        std::fs::write(path, text + "\n")
+        crate::partial::write(path, (text + "\n").as_bytes())
     }
 
     /// Reads a report written by [`Self::write`].
@@ -199,15 +202,8 @@ pub fn eval_pack(
     let name = path.display().to_string();
     let core =
         |e: &dyn std::fmt::Display| EvalError::Core { path: name.clone(), message: e.to_string() };
-    let open_error = |source| EvalError::Open { path: name.clone(), source };
-    let mut storage = FileStorage::open(path).map_err(open_error)?;
-    let file_bytes = storage.size().map_err(open_error)?;
-    let mut model = Model::open(storage).map_err(|e| core(&e))?;
-    let config = *model.config();
-    if config != reference.config {
-        let checkpoint = reference.config;
-        return Err(EvalError::ConfigMismatch { path: name, pack: config, checkpoint });
-    }
+    let (mut model, file_bytes) = open_pack(path, &reference.config)?;
+    let config = reference.config;
     let tokens = reference.tokens();
     let spec = WorkspaceSpec::new(1, opts.chunk_bytes);
     let mut ws_mem = vec![0.0f32; model.workspace_bytes(&spec).div_ceil(4)];
@@ -225,6 +221,26 @@ pub fn eval_pack(
     }
     let format = model.layout().quant().matrices.to_string();
     Ok(totals.finish(name, format, file_bytes, reference.perplexity))
+}
+
+/// Opens the pack at `path`, checks that it holds the model `config` describes and returns it
+/// with its length: what [`eval_pack`] does first, and what `eval` does for every pack before
+/// the reference's long pass.
+pub fn open_pack(
+    path: &Path,
+    config: &ModelConfig,
+) -> Result<(Model<FileStorage>, u64), EvalError> {
+    let name = path.display().to_string();
+    let open_error = |source| EvalError::Open { path: name.clone(), source };
+    let mut storage = FileStorage::open(path).map_err(open_error)?;
+    let file_bytes = storage.size().map_err(open_error)?;
+    let model = Model::open(storage)
+        .map_err(|e| EvalError::Core { path: name.clone(), message: e.to_string() })?;
+    if model.config() != config {
+        let (pack, checkpoint) = (*model.config(), *config);
+        return Err(EvalError::ConfigMismatch { path: name, pack, checkpoint });
+    }
+    Ok((model, file_bytes))
 }
 
 /// Collects one position's logits.

@@ -1,7 +1,11 @@
 //! `host-tools`: synthesize, pack, reference and run GPT-2 on the desktop.
 
+#[macro_use]
+mod stdout;
 mod cmd;
+mod stop;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -47,10 +51,29 @@ enum Command {
 }
 
 /// Runs the command and prints a failure as one line, without a backtrace: every error's
-/// message already names what failed and why.
+/// message already names what failed and why. Ctrl-C and SIGTERM leave no unfinished file.
 fn main() -> ExitCode {
     restore_sigpipe();
-    match run(Cli::parse().command) {
+    stop::on_signals();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A usage error: clap prints it on stderr and exits with status 2.
+        Err(e) if e.use_stderr() => e.exit(),
+        // `--help` or `--version`: stdout, through the same checks as every command's output.
+        Err(e) => {
+            let text = e.render();
+            if std::io::stdout().is_terminal() {
+                print!("{}", text.ansi());
+            } else {
+                print!("{text}");
+            }
+            stdout::flush();
+            return ExitCode::SUCCESS;
+        }
+    };
+    let result = run(cli.command);
+    stdout::flush();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

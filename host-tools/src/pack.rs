@@ -1,7 +1,7 @@
 //! `pack`: quantize a checkpoint and write one self-describing file in core's format.
 //!
-//! The file is written under a temporary name next to the output and renamed only when it is
-//! complete, so a failed pack leaves nothing behind.
+//! The file is written as a [`PartialFile`] next to the output and renamed only when it is
+//! complete, so a failed or interrupted pack leaves nothing behind.
 
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -15,6 +15,7 @@ use picogpt_core::layout::{Layout, align_up};
 use picogpt_core::quant::{encode_f16, encode_f32, encode_int4, encode_int8};
 use picogpt_core::{MatrixFormat, QuantScheme, TensorId, TensorKind};
 
+use crate::partial::PartialFile;
 use crate::reference;
 use crate::tokenizer::Tokenizer;
 use crate::weights::{Gpt2Weights, LayerWeights};
@@ -149,13 +150,8 @@ pub fn pack(
     let layout = stable_layout(&mut head, sections.as_ref())
         .map_err(|source| PackError::Scheme { scheme: opts.matrices, source })?;
     let io = |source| PackError::Io { path: out.display().to_string(), source };
-    let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new()
-        .prefix(".pack-")
-        .suffix(".partial")
-        .tempfile_in(dir)
-        .map_err(io)?;
-    let mut file = BufWriter::with_capacity(1 << 20, tmp.reopen().map_err(io)?);
+    let partial = PartialFile::create(out).map_err(io)?;
+    let mut file = BufWriter::with_capacity(1 << 20, partial.file());
     file.seek(SeekFrom::Start(layout.data_start())).map_err(io)?;
 
     let total = layout.file_len() - layout.data_start();
@@ -193,11 +189,8 @@ pub fn pack(
     file.seek(SeekFrom::Start(0)).map_err(io)?;
     file.write_all(&header.to_bytes()).map_err(io)?;
     file.write_all(&manifest).map_err(io)?;
-    let file = file.into_inner().map_err(|e| io(e.into_error()))?;
-    file.sync_all().map_err(io)?;
-    drop(file);
-    crate::output::make_readable(tmp.path()).map_err(io)?;
-    tmp.persist(out).map_err(|e| io(e.error))?;
+    file.into_inner().map_err(|e| io(e.into_error()))?;
+    partial.finish().map_err(io)?;
     for k in &mut kinds {
         k.rel_rms_error = (k.sq_err / k.sq_ref.max(f64::MIN_POSITIVE)).sqrt();
     }

@@ -73,10 +73,10 @@ impl RunReport {
         self.steps.iter().map(|s| s.token).collect()
     }
 
-    /// Writes the report as pretty JSON.
+    /// Writes the report as pretty JSON (whole or not at all).
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
-        std::fs::write(path, text + "\n")
+        crate::partial::write(path, (text + "\n").as_bytes())
     }
 
     /// Reads a report written by [`Self::write`].

@@ -8,8 +8,8 @@ use std::time::Instant;
 use picogpt_core::kv::{self, KvCache};
 use picogpt_core::sample::CANDIDATES;
 use picogpt_core::{
-    Activations, KvFormat, Model, Picker, RamKv, Sampling, Storage, StorageKv, TieredKv, Workspace,
-    WorkspaceSpec,
+    Activations, KvFormat, MatrixFormat, Model, Picker, RamKv, Sampling, Storage, StorageKv,
+    TieredKv, Workspace, WorkspaceSpec,
 };
 
 use crate::file_storage::{FileStorage, KvFile};
@@ -112,7 +112,11 @@ pub enum RunError {
     #[error("creating the KV spill file: {0}")]
     SpillFile(io::Error),
     /// The request does not fit the model.
-    #[error("prompt of {prompt} tokens + {n} generated needs {needed} positions, n_ctx is {n_ctx}")]
+    #[error(
+        "prompt of {prompt} tokens + {n} generated needs {needed} positions, n_ctx is \
+         {n_ctx}{}",
+        longest_n(*prompt, *n_ctx)
+    )]
     TooLong {
         /// Prompt length.
         prompt: usize,
@@ -126,6 +130,26 @@ pub enum RunError {
     /// Nothing to do.
     #[error("-n is 0: nothing to generate")]
     NothingToGenerate,
+    /// The int8 activation path was asked for, but the pack has no integer matrices for it.
+    #[error(
+        "{path}: --activations int8 changes only int8 and int4 matrices, and this pack's are \
+         {format}: leave it out"
+    )]
+    NoIntegerMatrices {
+        /// The pack.
+        path: String,
+        /// Its matrix format.
+        format: picogpt_core::MatrixFormat,
+    },
+}
+
+/// `: -n N fits`, the most the context holds after this prompt, or `: the prompt alone is too
+/// long`.
+fn longest_n(prompt: usize, n_ctx: usize) -> String {
+    match (n_ctx + 1).checked_sub(prompt) {
+        Some(n) if n > 0 && prompt > 0 => format!(": -n {n} fits"),
+        _ => ": the prompt alone is too long".to_owned(),
+    }
 }
 
 /// Generates after the prompt; `on_step` sees each step as soon as it is chosen.
@@ -172,6 +196,14 @@ where
     let core = core_error(name);
     let mut model = Model::open(storage).map_err(|e| core(Box::new(e)))?;
     let cfg = *model.config();
+    let quant = model.layout().quant();
+    let integer = |f: &MatrixFormat| !matches!(f, MatrixFormat::F32 | MatrixFormat::F16);
+    if opts.activations == Activations::Int8
+        && !integer(&quant.matrices)
+        && !quant.overrides.iter().any(|o| integer(&o.format))
+    {
+        return Err(RunError::NoIntegerMatrices { path: name.to_owned(), format: quant.matrices });
+    }
     let prompt = prompt_tokens(&mut model, &opts.prompt).map_err(|e| core(Box::new(e)))?;
     // The last generated token is printed, not fed back.
     let needed = prompt.len() + opts.n - 1;

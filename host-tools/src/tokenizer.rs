@@ -247,7 +247,8 @@ impl Tokenizer {
         Ok(Self::gpt2()?.vocab == self.vocab)
     }
 
-    /// Writes `vocab.json` and `merges.txt` the way the Hugging Face hub has them.
+    /// Writes `vocab.json` and `merges.txt` the way the Hugging Face hub has them (each whole
+    /// or not at all).
     pub fn write_hf_files(&self, dir: &Path) -> Result<(), TokenizerError> {
         let alphabet = byte_to_unicode();
         let text =
@@ -280,7 +281,8 @@ impl Tokenizer {
         }
         let write = |name: &str, contents: String| {
             let path = dir.join(name);
-            std::fs::write(&path, contents).map_err(|source| TokenizerError::Io { path, source })
+            crate::partial::write(&path, contents.as_bytes())
+                .map_err(|source| TokenizerError::Io { path, source })
         };
         let json = serde_json::to_string(&ids)
             .map_err(|source| TokenizerError::Json { path: dir.join(VOCAB_FILE), source })?;

@@ -346,3 +346,42 @@ fn run_downloads_and_packs_on_first_use_and_reuses_both() {
     assert_eq!(server.log().len(), requests);
     assert_eq!(String::from_utf8_lossy(&fourth.stderr), "");
 }
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_mid_download_keeps_the_partial_file_and_says_how_to_resume() {
+    use std::os::unix::process::ExitStatusExt;
+    let server = start_hub();
+    server.fault(Fault::StallAfter(model_len() / 2));
+    let models = tempfile::tempdir().unwrap();
+    let models_dir = models.path().to_str().unwrap();
+    let args = ["download", "--model_size", "124M", "--models_dir", models_dir];
+    let child = Command::new(env!("CARGO_BIN_EXE_host-tools"))
+        .args(args)
+        .env("HF_ENDPOINT", server.url())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let partial = partial_path(&models.path().join("124M").join(MODEL_FILE));
+    let started = Instant::now();
+    while fs::metadata(&partial).map_or(0, |m| m.len()) == 0 {
+        assert!(started.elapsed() < PATIENT, "the download never wrote its partial file");
+        thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: sending SIGINT to our own child process.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("interrupted, stderr:\n{stderr}");
+    assert_eq!(out.status.signal(), Some(libc::SIGINT), "{stderr}");
+    let kept = fs::metadata(&partial).unwrap().len();
+    let said =
+        format!("kept {} ({kept} bytes): run the same command again to resume", partial.display());
+    assert!(stderr.contains(&said), "{stderr}");
+
+    let output = host_tools(&args, Some(server.url()));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("model.safetensors: resuming after"), "{stderr}");
+    assert_complete(&models.path().join("124M"));
+}

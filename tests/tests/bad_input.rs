@@ -56,6 +56,8 @@ fn wrong_magic_and_version_are_named() {
     let mut bad = bytes.clone();
     bad[..4].copy_from_slice(b"GGUF");
     assert_eq!(format_error(&bad), FormatError::BadMagic { found: *b"GGUF" });
+    // Too short for a header, and not the start of a pack either: not a pack, not "truncated".
+    assert_eq!(format_error(b"hello!"), FormatError::BadMagic { found: *b"hell" });
     let mut bad = bytes.clone();
     bad[4..8].copy_from_slice(&7u32.to_le_bytes());
     let err = format_error(&bad);

@@ -3,8 +3,8 @@
 //! itself), logit bits included, also when its KV cache spills beyond the RAM to a host file,
 //! and meets bad input with one `error:` line and a non-zero exit.
 //!
-//! Needs `qemu-system-arm` and the `thumbv8m.main-none-eabihf` target. Without QEMU the tests
-//! say so and pass, unless `CI` is set: then a missing QEMU fails them.
+//! Needs `qemu-system-arm` and the `thumbv8m.main-none-eabihf` target. Without either the tests
+//! say so and pass, unless `CI` is set: then a missing QEMU or target fails them.
 //!
 //! ```text
 //! cargo test --release -p picogpt-tests --test qemu_m33 -- --nocapture
@@ -39,28 +39,49 @@ fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
 }
 
+/// The firmware's target.
+const TARGET: &str = "thumbv8m.main-none-eabihf";
+
 /// The firmware ELF, built once; `None` (with a message saying the test is skipped) when
-/// QEMU is not installed outside CI.
+/// QEMU or the firmware's target is not installed outside CI.
 fn firmware() -> Option<&'static Path> {
     static ELF: OnceLock<Option<PathBuf>> = OnceLock::new();
     ELF.get_or_init(|| {
         let qemu = Command::new("qemu-system-arm").arg("--version").output();
-        if !qemu.is_ok_and(|out| out.status.success()) {
-            assert!(
-                !in_ci(),
-                "qemu-system-arm is not installed, and CI is set: the firmware test must run"
-            );
-            // Straight to stderr: the test harness would swallow `eprintln!`.
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED (qemu_m33): qemu-system-arm not found; install it (Debian: apt-get \
-                 install qemu-system-arm) to run the firmware on an emulated Cortex-M33"
-            );
-            return None;
-        }
-        Some(build_firmware())
+        let missing = if !qemu.is_ok_and(|out| out.status.success()) {
+            "qemu-system-arm not found; install it (Debian: apt-get install qemu-system-arm)"
+        } else if !target_installed() {
+            "the thumbv8m.main-none-eabihf target is not installed; add it (rustup target add \
+             thumbv8m.main-none-eabihf)"
+        } else {
+            return Some(build_firmware());
+        };
+        assert!(!in_ci(), "{missing}, and CI is set: the firmware test must run");
+        // Straight to stderr: the test harness would swallow `eprintln!`.
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED (qemu_m33): {missing} to run the firmware on an emulated Cortex-M33"
+        );
+        None
     })
     .as_deref()
+}
+
+/// Whether the toolchain the firmware crate builds with has the standard library for
+/// [`TARGET`].
+fn target_installed() -> bool {
+    let out = Command::new("rustc")
+        .args(["--print", "target-libdir", "--target", TARGET])
+        .current_dir(crate_dir())
+        .output();
+    let Ok(out) = out else { return false };
+    if !out.status.success() {
+        return false;
+    }
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    std::fs::read_dir(dir).is_ok_and(|mut entries| {
+        entries.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libcore-")))
+    })
 }
 
 /// `cargo build --release` in the firmware crate, with its own target and flags.

@@ -3,15 +3,19 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use host_tools::bench::{BenchRow, bench_pack, kv_bytes, pico2_seconds};
 use host_tools::checkpoint::{self, WriteOptions};
+use host_tools::guard::{self, Output};
 use host_tools::pack::PackOptions;
 use host_tools::synth;
 use host_tools::tokenizer::Tokenizer;
 use picogpt_core::{Activations, MatrixFormat, ModelConfig};
 
 use super::pack::{INT8_BLOCK, pack_folder};
+
+/// picoGPT-style NumPy GPT-2, the comparison `--numpy` times.
+const NUMPY_SCRIPT: &str = include_str!("../../../bench/picogpt_numpy.py");
 
 /// The 11-token prompt of the peer figures: picoGPT's seed sentence and " The".
 const PROMPT: [u32; 11] = [36235, 39141, 18765, 1143, 326, 9061, 561, 530, 1110, 1716, 464];
@@ -21,13 +25,14 @@ pub struct Args {
     /// Checkpoint folder to benchmark; synthesized (GPT-2 124M shape, seed 1) when missing.
     #[arg(long, default_value = "out/bench/124M")]
     model_dir: PathBuf,
-    /// Tokens generated per run (the prompt's pass yields the first).
-    #[arg(short = 'n', long, default_value_t = 21)]
+    /// Tokens generated per run (the prompt's pass yields the first; at least 2).
+    #[arg(short = 'n', long, default_value_t = 21, value_parser = tokens_to_time)]
     n: usize,
     /// Runs per configuration; the median is reported.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = super::at_least_one)]
     repeats: usize,
-    /// Also time picoGPT-style NumPy (bench/picogpt_numpy.py, one thread) on the checkpoint.
+    /// Also time picoGPT-style NumPy (bench/picogpt_numpy.py, one thread) on the checkpoint:
+    /// needs python3 with numpy and safetensors (`pip install numpy safetensors`).
     #[arg(long)]
     numpy: bool,
     /// Guest instructions per generated token measured under Cortex-M33 emulation (see the
@@ -37,6 +42,10 @@ pub struct Args {
 }
 
 pub fn main(args: Args) -> Result<()> {
+    if args.numpy {
+        check_numpy()?;
+    }
+    guard::check_outputs(&[Output::folder("--model-dir", &args.model_dir)], &[])?;
     let config = ensure_checkpoint(&args.model_dir)?;
     let configs = [
         ("f32", MatrixFormat::F32, Activations::F32),
@@ -71,8 +80,8 @@ pub fn main(args: Args) -> Result<()> {
 /// Synthesizes the 124M-shape checkpoint into `dir` unless one is there.
 fn ensure_checkpoint(dir: &Path) -> Result<ModelConfig> {
     if !dir.join("config.json").exists() {
-        println!("synthesizing GPT-2 124M-shape weights (seed 1) into {}", dir.display());
         std::fs::create_dir_all(dir).map_err(|e| anyhow!("creating {}: {e}", dir.display()))?;
+        println!("synthesizing GPT-2 124M-shape weights (seed 1) into {}", dir.display());
         let weights = synth::synthesize(ModelConfig::GPT2_124M, 1)?;
         checkpoint::write(dir, &weights, &WriteOptions::default())?;
         Tokenizer::gpt2()?.write_hf_files(dir)?;
@@ -118,11 +127,37 @@ fn print_pico2(rows: &[BenchRow], instructions: u64, config: &ModelConfig) {
     }
 }
 
-/// Runs bench/picogpt_numpy.py on one thread and returns its ms per token.
+/// `-n`: the first token comes from the prompt's pass, so timing needs a second.
+fn tokens_to_time(text: &str) -> Result<usize, String> {
+    match super::at_least_one(text)? {
+        1 => Err("bench times the tokens after the prompt's pass: give 2 or more".to_owned()),
+        n => Ok(n),
+    }
+}
+
+/// Fails before any work when `--numpy` could not run: python3 with numpy and safetensors.
+fn check_numpy() -> Result<()> {
+    let out = Command::new("python3")
+        .args(["-c", "import numpy, safetensors.numpy"])
+        .output()
+        .map_err(|e| anyhow!("bench --numpy runs python3, which could not start: {e}"))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        bail!(
+            "bench --numpy needs python3 with numpy and safetensors (`pip install numpy \
+             safetensors`): {}",
+            stderr.trim().lines().last().unwrap_or("the import failed")
+        );
+    }
+    Ok(())
+}
+
+/// Runs bench/picogpt_numpy.py (built in, so from any folder) on one thread and returns its
+/// ms per token.
 fn numpy_ms_per_token(model_dir: &Path, n: usize) -> Result<f64> {
     let tokens: Vec<String> = PROMPT.iter().map(u32::to_string).collect();
     let out = Command::new("python3")
-        .arg("bench/picogpt_numpy.py")
+        .args(["-c", NUMPY_SCRIPT])
         .arg(model_dir)
         .args(["--tokens", &tokens.join(","), "-n", &n.to_string()])
         .env("OPENBLAS_NUM_THREADS", "1")

@@ -8,8 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Result, anyhow};
 use host_tools::checkpoint::{CONFIG_FILE, MODEL_FILE};
-use host_tools::download::{Event, download_files};
-use host_tools::hub::{DEFAULT_ENDPOINT, ENDPOINT_ENV, Hub, HubOptions};
+use host_tools::download::{DownloadError, Event, download_files};
+use host_tools::guard::{self, Output};
+use host_tools::hub::{DEFAULT_ENDPOINT, ENDPOINT_ENV, Hub, HubError, HubOptions};
 use host_tools::tokenizer::{MERGES_FILE, VOCAB_FILE};
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 
@@ -25,7 +26,7 @@ const FILES: [&str; 4] = [CONFIG_FILE, MODEL_FILE, VOCAB_FILE, MERGES_FILE];
 #[derive(clap::Args)]
 pub struct Args {
     /// GPT-2 size: 124M, 355M, 774M or 1558M.
-    #[arg(long, visible_alias = "model_size")]
+    #[arg(long, visible_alias = "model_size", ignore_case = true)]
     model_size: ModelSize,
     /// The files go to `<models_dir>/<size>/`, where `run --model_size` looks.
     #[arg(long, visible_alias = "models_dir", default_value = "models")]
@@ -38,7 +39,7 @@ pub struct Args {
 #[derive(clap::Args)]
 pub struct HubArgs {
     /// The hub's address: a mirror, or a local server.
-    #[arg(long, env = ENDPOINT_ENV, default_value = DEFAULT_ENDPOINT)]
+    #[arg(long, env = ENDPOINT_ENV, default_value = DEFAULT_ENDPOINT, value_parser = endpoint)]
     endpoint: String,
     /// Seconds to wait for a connection to the hub.
     #[arg(long, value_parser = seconds, default_value = "30")]
@@ -54,6 +55,7 @@ pub struct HubArgs {
 /// Downloads the checkpoint and says how to run it.
 pub fn main(args: Args) -> Result<()> {
     let dir = args.models_dir.join(args.model_size.name());
+    check_models_dir(&args.models_dir, &dir)?;
     download(args.model_size, &dir, &args.hub)?;
     println!(
         "GPT-2 {} is in {}: run it with `host-tools run \"prompt\" --model_size {} --models_dir {}`",
@@ -76,7 +78,8 @@ pub fn first_use(
     hub: &HubArgs,
 ) -> Result<PathBuf> {
     let dir = models_dir.join(size.name());
-    let pack = dir.join(format!("model-{}.pgpt", quant.name()));
+    check_models_dir(models_dir, &dir)?;
+    let pack = pack_path(size, models_dir, quant);
     let checkpoint = dir.join(MODEL_FILE);
     let reason = match (modified(&pack)?, modified(&checkpoint)?) {
         (None, _) => "there is no pack yet",
@@ -107,6 +110,17 @@ pub fn first_use(
     let summary = pack_folder(&dir, &pack, &opts, true)?;
     eprintln!("packed {} ({})", pack.display(), HumanBytes(summary.file_bytes));
     Ok(pack)
+}
+
+/// Where `run --model_size` finds (or makes) its pack: `<models_dir>/<size>/model-<quant>.pgpt`.
+pub fn pack_path(size: ModelSize, models_dir: &Path, quant: QuantArg) -> PathBuf {
+    models_dir.join(size.name()).join(format!("model-{}.pgpt", quant.name()))
+}
+
+/// `--models_dir` and its `<size>` folder must be folders (or not exist yet).
+fn check_models_dir(models_dir: &Path, dir: &Path) -> Result<()> {
+    let outputs = [Output::folder("--models_dir", models_dir), Output::folder("--models_dir", dir)];
+    Ok(guard::check_outputs(&outputs, &[])?)
 }
 
 /// Downloads GPT-2 `size`'s checkpoint into `dir`, with a progress bar per file.
@@ -158,8 +172,23 @@ fn download(size: ModelSize, dir: &Path, args: &HubArgs) -> Result<()> {
             };
             eprintln!("{file}: {}{resumed}, {check} as announced", HumanBytes(bytes));
         }
-    })?;
-    Ok(())
+    })
+    .map_err(|e| unreachable_hint(e, dir, &args.endpoint))
+}
+
+/// A hub that cannot be reached at all (no network, a wrong address) gets the ways around it.
+fn unreachable_hint(error: DownloadError, dir: &Path, endpoint: &str) -> anyhow::Error {
+    match error {
+        DownloadError::Hub(HubError::Request { .. } | HubError::Timeout { .. }) => anyhow!(
+            "{error}\n  the hub at {endpoint} cannot be reached: check the connection, or point \
+             --endpoint (or {ENDPOINT_ENV}) at a mirror; without a network, put {} into {} \
+             yourself (--models_dir chooses the folder), or a pack made elsewhere at {}",
+            FILES.join(", "),
+            dir.display(),
+            dir.join("model-int8.pgpt").display()
+        ),
+        other => other.into(),
+    }
 }
 
 /// The hub repository of each GPT-2 size.
@@ -178,6 +207,18 @@ fn modified(path: &Path) -> Result<Option<SystemTime>> {
         Ok(time) => Ok(Some(time)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(anyhow!("{}: {e}", path.display())),
+    }
+}
+
+/// An `http://` or `https://` address.
+fn endpoint(text: &str) -> Result<String, String> {
+    if text.starts_with("https://") || text.starts_with("http://") {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "{text:?} is not an http:// or https:// address (unset {ENDPOINT_ENV} for the hub, \
+             {DEFAULT_ENDPOINT})"
+        ))
     }
 }
 

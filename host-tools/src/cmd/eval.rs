@@ -5,9 +5,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow, bail};
 use host_tools::checkpoint;
-use host_tools::eval::{EvalOptions, EvalReport, GETTYSBURG, Reference, eval_pack};
+use host_tools::eval::{EvalOptions, EvalReport, GETTYSBURG, Reference, eval_pack, open_pack};
+use host_tools::guard::{self, Output};
 use host_tools::tokenizer::Tokenizer;
 use indicatif::{ProgressBar, ProgressStyle};
+
+use super::TokenIds;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -20,21 +23,34 @@ pub struct Args {
     #[arg(long, conflicts_with = "tokens")]
     text: Option<PathBuf>,
     /// Token ids to read instead of a text, comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    tokens: Option<Vec<u32>>,
+    #[arg(long, value_parser = super::token_ids)]
+    tokens: Option<TokenIds>,
     /// Also write the results as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
     /// Bytes per storage read.
-    #[arg(long, default_value_t = 64 * 1024)]
+    #[arg(long, default_value_t = 64 * 1024, value_parser = super::at_least_one)]
     chunk_bytes: usize,
 }
 
 pub fn main(args: Args) -> Result<()> {
+    guard::checkpoint_folder(&args.model_dir)?;
+    if let Some(json) = &args.json {
+        let mut inputs = guard::checkpoint_files(&args.model_dir);
+        inputs.extend(args.packs.iter().cloned());
+        inputs.extend(args.text.iter().cloned());
+        let out = Output::file("--json", json).instead(guard::did_you_mean("--json eval.json"));
+        guard::check_outputs(&[out], &inputs)?;
+    }
     let weights = checkpoint::load(&args.model_dir)?;
     let config = weights.config;
+    // Every pack is checked before the reference's pass, which takes minutes on 124M.
+    for pack in &args.packs {
+        guard::pack_file(pack)?;
+        open_pack(pack, &config)?;
+    }
     let (mut tokens, source) = match (&args.tokens, &args.text) {
-        (Some(ids), _) => (ids.clone(), "--tokens".to_owned()),
+        (Some(ids), _) => (ids.0.clone(), "--tokens".to_owned()),
         (None, text) => {
             let tokenizer =
                 Tokenizer::for_pack(&args.model_dir, config.vocab_size)?.ok_or_else(|| {

@@ -2,35 +2,29 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, anyhow};
-use host_tools::file_storage::FileStorage;
-use picogpt_core::{KvFormat, Model, RamKv, WorkspaceSpec};
+use anyhow::Result;
+use picogpt_core::{KvFormat, RamKv, WorkspaceSpec};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Packed model file.
     file: PathBuf,
     /// Bytes per storage read.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = 4096, value_parser = super::at_least_one)]
     chunk_bytes: usize,
     /// Prompt positions per pass over the weights.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = super::at_least_one)]
     batch: usize,
     /// Context positions to size the KV cache for.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::at_least_one)]
     positions: usize,
 }
 
 pub fn main(args: Args) -> Result<()> {
-    let storage =
-        FileStorage::open(&args.file).map_err(|e| anyhow!("{}: {e}", args.file.display()))?;
-    let model = Model::open(storage).map_err(|e| anyhow!("{}: {e}", args.file.display()))?;
+    let model = super::open_pack(&args.file)?;
     let cfg = model.config();
     let layout = model.layout();
-    println!(
-        "model: {} layers, n_embd {}, {} heads, n_ctx {}, vocab {}",
-        cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.n_ctx, cfg.vocab_size
-    );
+    println!("model: {cfg}");
     println!("weights: {}", layout.quant().matrices);
     if !layout.quant().lm_head_outliers.is_empty() {
         println!(

@@ -2,31 +2,32 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
-use anyhow::anyhow;
+use anyhow::{Result, anyhow, bail};
 use clap::ValueEnum;
 use host_tools::checkpoint;
+use host_tools::guard::{self, Output};
 use host_tools::pack::{PackOptions, PackSummary, pack};
 use host_tools::tokenizer::Tokenizer;
 use indicatif::{ProgressBar, ProgressStyle};
 use picogpt_core::format::{FormatOverride, NO_LAYER};
-use picogpt_core::{MatrixFormat, TensorKind};
+use picogpt_core::{MatrixFormat, TensorId, TensorKind};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Folder with config.json and model.safetensors (and optionally vocab.json + merges.txt).
     model_dir: PathBuf,
-    /// Output file.
+    /// Output file (`run --model_size` looks for `<folder>/model-<quant>.pgpt`).
     #[arg(short, long)]
-    out: PathBuf,
+    out: Option<PathBuf>,
     /// Weight format.
     #[arg(long, value_enum, default_value_t = QuantArg::Int8)]
     quant: QuantArg,
     /// int8 block size along the input dimension (a multiple of 32 dividing n_embd; 0 = one
-    /// scale per row).
-    #[arg(long, default_value_t = INT8_BLOCK)]
-    block: u32,
-    /// Quantize the LM head's outlier input channels like the rest (for comparison only).
+    /// scale per row; default 32): of every matrix with --quant int8, of those --keep-int8
+    /// keeps with --quant int4.
+    #[arg(long)]
+    block: Option<u32>,
+    /// Quantize an int8 LM head's outlier input channels like the rest (for comparison only).
     #[arg(long)]
     no_outliers: bool,
     /// Leave the tokenizer sections out (the pack then runs with token ids only).
@@ -35,8 +36,8 @@ pub struct Args {
     /// Matrices an int4 pack keeps in int8, comma-separated: `wte` (the default: the LM head
     /// loses too much in int4), a kind for every block (`mlp.c_proj`), or one block's
     /// (`h.0.mlp.c_fc`); `none` keeps nothing.
-    #[arg(long, value_delimiter = ',', default_value = "wte")]
-    keep_int8: Vec<String>,
+    #[arg(long, value_delimiter = ',')]
+    keep_int8: Option<Vec<String>>,
 }
 
 /// The default int8 block: 32 inputs per scale.
@@ -74,19 +75,58 @@ impl QuantArg {
 }
 
 pub fn main(args: Args) -> Result<()> {
-    let matrices = args.quant.matrices(args.block);
+    let opts = options(&args)?;
+    guard::checkpoint_folder(&args.model_dir)?;
+    let usual = args.model_dir.join(format!("model-{}.pgpt", args.quant.name()));
+    let usual = format!("-o {}", usual.display());
+    let Some(out) = &args.out else {
+        bail!("give the pack's file name with -o: {}", guard::did_you_mean(usual));
+    };
+    let output = Output::pack("-o", out).instead(guard::did_you_mean(usual));
+    guard::check_outputs(&[output], &guard::checkpoint_files(&args.model_dir))?;
+    let summary = pack_folder(&args.model_dir, out, &opts, !args.no_tokenizer)?;
+    print_summary(out, &summary);
+    Ok(())
+}
+
+/// The pack options the flags ask for; a flag that would change nothing for this `--quant`
+/// is an error rather than silently ignored.
+fn options(args: &Args) -> Result<PackOptions> {
+    let block = args.block.unwrap_or(INT8_BLOCK);
+    let keep: Vec<&str> = match &args.keep_int8 {
+        Some(names) if args.quant != QuantArg::Int4 => bail!(
+            "--keep-int8 {}: only int4 packs keep matrices in int8 (with --quant {quant} every \
+             matrix is {quant} already): add --quant int4 or leave --keep-int8 out",
+            names.join(","),
+            quant = args.quant.name()
+        ),
+        Some(names) => names.iter().map(String::as_str).filter(|&n| n != "none").collect(),
+        None if args.quant == QuantArg::Int4 => vec!["wte"],
+        None => Vec::new(),
+    };
+    let has_int8 = args.quant == QuantArg::Int8 || !keep.is_empty();
+    if let Some(block) = args.block.filter(|_| !has_int8) {
+        bail!(
+            "--block {block}: a --quant {} pack{} has no int8 matrices to block: leave --block \
+             out",
+            args.quant.name(),
+            if args.quant == QuantArg::Int4 { " that keeps nothing in int8" } else { "" }
+        );
+    }
+    let int8_lm_head = args.quant == QuantArg::Int8 || keep.contains(&"wte");
+    if args.no_outliers && !int8_lm_head {
+        bail!(
+            "--no-outliers changes only an int8 LM head (--quant int8, or int4 keeping wte in \
+             int8), and this pack's is not: leave --no-outliers out"
+        );
+    }
+    let matrices = args.quant.matrices(block);
     let mut opts = PackOptions::new(matrices, !args.no_outliers);
     if matrices == MatrixFormat::Int4 {
-        opts.overrides = args
-            .keep_int8
-            .iter()
-            .filter(|name| name.as_str() != "none")
-            .map(|name| int8_override(name, args.block))
-            .collect::<Result<_>>()?;
+        opts.overrides =
+            keep.iter().map(|name| int8_override(name, block)).collect::<Result<_>>()?;
     }
-    let summary = pack_folder(&args.model_dir, &args.out, &opts, !args.no_tokenizer)?;
-    print_summary(&args.out, &summary);
-    Ok(())
+    Ok(opts)
 }
 
 /// Packs the checkpoint folder `model_dir` into `out` with a progress bar, taking the
@@ -145,6 +185,11 @@ fn int8_override(name: &str, block: u32) -> Result<FormatOverride> {
 
 fn print_summary(out: &Path, s: &PackSummary) {
     println!("packed {} as {}", out.display(), s.quant.matrices);
+    for o in &s.quant.overrides {
+        let every =
+            if o.layer == NO_LAYER && o.kind != TensorKind::Wte { " (every block)" } else { "" };
+        println!("{}{every} kept as {}", TensorId { layer: o.layer, kind: o.kind }, o.format);
+    }
     if !s.quant.lm_head_outliers.is_empty() {
         println!("LM-head outlier channels kept in f16: {:?}", s.quant.lm_head_outliers.as_slice());
     }

@@ -1,19 +1,20 @@
 //! `host-tools run`: picoGPT's command line over core.
 
 use std::ffi::OsString;
-use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, anyhow, bail};
 use clap::ValueEnum;
+use host_tools::guard::{self, Output};
 use host_tools::report::StepReport;
 use host_tools::run::{Prompt, RunOptions, run};
+use picogpt_core::sample::CANDIDATES;
 use picogpt_core::utf8::Utf8Stream;
 use picogpt_core::{Activations, KvFormat, RandomSampling, Sampling};
 
 use super::pack::QuantArg;
-use super::{candidate_line, join};
+use super::{Generation, candidate_line, join};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -21,14 +22,10 @@ pub struct Args {
     /// prompt. An empty prompt starts from <|endoftext|>.
     #[arg(num_args = 0..=2, value_name = "FILE] [PROMPT")]
     positional: Vec<OsString>,
-    /// Prompt as token ids instead of text, comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    tokens: Option<Vec<u32>>,
-    /// Tokens to generate (generation also stops at <|endoftext|>).
-    #[arg(short = 'n', long, visible_alias = "n_tokens_to_generate", default_value_t = 40)]
-    n_tokens_to_generate: usize,
+    #[command(flatten)]
+    generation: Generation,
     /// GPT-2 size whose pack to use from --models_dir: 124M, 355M, 774M or 1558M.
-    #[arg(long, visible_alias = "model_size")]
+    #[arg(long, visible_alias = "model_size", ignore_case = true)]
     model_size: Option<ModelSize>,
     /// Where `--model_size` looks: `<models_dir>/<size>/model-<quant>.pgpt` (downloaded from
     /// the hub and packed on first use).
@@ -38,13 +35,13 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = QuantArg::Int8)]
     quant: QuantArg,
     /// Sample with this temperature instead of taking the most likely token.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     temperature: Option<f32>,
-    /// Sample among the k most likely tokens (at most 64).
-    #[arg(long, visible_alias = "top_k")]
+    /// Sample among the k most likely tokens (1 to 64).
+    #[arg(long, visible_alias = "top_k", allow_negative_numbers = true, value_parser = top_k)]
     top_k: Option<u32>,
     /// Sample from the smallest set of tokens whose probability reaches p.
-    #[arg(long, visible_alias = "top_p")]
+    #[arg(long, visible_alias = "top_p", allow_negative_numbers = true)]
     top_p: Option<f32>,
     /// Seed of the sampling noise (the same seed gives the same text); printed when not given.
     #[arg(long)]
@@ -53,10 +50,10 @@ pub struct Args {
     #[arg(long, short)]
     quiet: bool,
     /// Bytes per storage read.
-    #[arg(long, default_value_t = 64 * 1024)]
+    #[arg(long, default_value_t = 64 * 1024, value_parser = super::at_least_one)]
     chunk_bytes: usize,
     /// Prompt positions per pass over the weights.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::at_least_one)]
     batch: usize,
     /// KV cache element format.
     #[arg(long, value_enum, default_value_t = KvArg::F32)]
@@ -120,13 +117,33 @@ enum KvArg {
 }
 
 pub fn main(args: Args) -> Result<()> {
-    let (file, prompt_text) = file_and_prompt(&args)?;
-    let prompt = match (&args.tokens, prompt_text) {
+    let (source, prompt_text) = source_and_prompt(&args)?;
+    let prompt = match (&args.generation.tokens, prompt_text) {
         (Some(_), Some(_)) => bail!("give either a prompt text or --tokens, not both"),
-        (Some(ids), None) => Prompt::Tokens(ids.clone()),
+        (Some(ids), None) => Prompt::Tokens(ids.0.clone()),
         (None, text) => Prompt::Text(text.unwrap_or_default()),
     };
     let sampling = sampling(&args)?;
+    if let Some(json) = &args.json {
+        let inputs = match &source {
+            Source::Pack(path) => vec![path.clone()],
+            Source::Size(size) => {
+                let mut files = guard::checkpoint_files(&args.models_dir.join(size.name()));
+                files.push(super::download::pack_path(*size, &args.models_dir, args.quant));
+                files
+            }
+        };
+        let out = Output::file("--json", json).instead(guard::did_you_mean("--json run.json"));
+        guard::check_outputs(&[out], &inputs)?;
+    }
+    let file = match source {
+        Source::Pack(path) => path,
+        Source::Size(size) => {
+            let pack = super::download::first_use(size, &args.models_dir, args.quant, &args.hub)?;
+            guard::pack_file(&pack)?;
+            pack
+        }
+    };
     let opts = RunOptions {
         chunk_bytes: args.chunk_bytes,
         batch: args.batch,
@@ -143,15 +160,15 @@ pub fn main(args: Args) -> Result<()> {
             ActivationsArg::F32 => Activations::F32,
             ActivationsArg::Int8 => Activations::Int8,
         },
-        ..RunOptions::with_prompt(prompt, args.n_tokens_to_generate)
+        ..RunOptions::with_prompt(prompt, args.generation.n_tokens_to_generate)
     };
     let mut index = 0;
     let mut stream = Utf8Stream::new();
-    let mut stdout = std::io::stdout().lock();
     let report = run(&file, &opts, |step| {
         if args.quiet {
             stream.push(&step.bytes, &mut |text| {
-                let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+                print!("{text}");
+                crate::stdout::flush();
             });
         } else {
             print_step(index, step);
@@ -187,17 +204,75 @@ pub fn main(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// The pack to run and the prompt text, from the positional arguments and `--model_size`.
-fn file_and_prompt(args: &Args) -> Result<(PathBuf, Option<String>)> {
-    let mut positional = args.positional.iter().cloned();
-    let file = match args.model_size {
-        Some(size) => super::download::first_use(size, &args.models_dir, args.quant, &args.hub)?,
-        None => PathBuf::from(
-            positional.next().ok_or_else(|| anyhow!("give a packed file or --model_size"))?,
+/// What `run` runs: a pack file, or GPT-2 of a size from `--models_dir`.
+enum Source {
+    Pack(PathBuf),
+    Size(ModelSize),
+}
+
+/// What to run and the prompt text, from the positional arguments and `--model_size`; the
+/// usual mix-ups (picoGPT's `run "prompt"` without a size, a pack together with a size) get
+/// the command that was meant.
+fn source_and_prompt(args: &Args) -> Result<(Source, Option<String>)> {
+    let word = |raw: &OsString| super::shell_word(&raw.to_string_lossy());
+    let (source, prompt) = match (args.model_size, args.positional.as_slice()) {
+        (Some(size), [file, prompt]) => bail!(
+            "with --model_size the only argument is the prompt, but two were given: did you mean \
+             `host-tools run {} --model_size {}` (GPT-2 from {}) or `host-tools run {} {}` (the \
+             pack {})?",
+            word(prompt),
+            size.name(),
+            args.models_dir.join(size.name()).display(),
+            word(file),
+            word(prompt),
+            word(file)
         ),
+        (Some(size), [prompt]) if guard::is_pack(Path::new(prompt)) => bail!(
+            "{} is a pack, but --model_size runs GPT-2 from {}: did you mean `host-tools run {} \
+             \"prompt\"` (without --model_size)?",
+            word(prompt),
+            args.models_dir.join(size.name()).display(),
+            word(prompt)
+        ),
+        (Some(size), prompt) => (Source::Size(size), prompt.first()),
+        (None, []) => bail!(
+            "give a pack and a prompt (`host-tools run FILE \"prompt\"`), or a GPT-2 size and a \
+             prompt (`host-tools run \"prompt\" --model_size 124M`)"
+        ),
+        (None, [prompt]) if !looks_like_a_path(prompt) && args.generation.tokens.is_none() => {
+            bail!(
+                "{} is not a file: to run GPT-2 on this prompt as picoGPT does, type `host-tools run \
+             {} --model_size 124M`; to run a pack, give it first: `host-tools run FILE {}`",
+                word(prompt),
+                word(prompt),
+                word(prompt)
+            )
+        }
+        (None, [prompt, file])
+            if !Path::new(prompt).exists() && guard::is_pack(Path::new(file)) =>
+        {
+            bail!(
+                "{} is not a file: the pack comes first: did you mean `host-tools run {} {}`?",
+                word(prompt),
+                word(file),
+                word(prompt)
+            )
+        }
+        (None, [file, prompt @ ..]) => {
+            let file = PathBuf::from(file);
+            guard::pack_file(&file)?;
+            (Source::Pack(file), prompt.first())
+        }
     };
-    let prompt = positional.next().map(utf8_prompt).transpose()?;
-    Ok((file, prompt))
+    Ok((source, prompt.cloned().map(utf8_prompt).transpose()?))
+}
+
+/// Whether a lone argument is meant as a file: it exists, or has a `/` or the `.pgpt` suffix.
+fn looks_like_a_path(arg: &OsString) -> bool {
+    let path = Path::new(arg);
+    path.exists()
+        || arg.as_encoded_bytes().contains(&b'/')
+        || path.extension().is_some_and(|e| e == "pgpt")
 }
 
 /// The prompt as text, or an error naming the first byte that is not UTF-8.
@@ -209,8 +284,15 @@ fn utf8_prompt(raw: OsString) -> Result<String> {
     })
 }
 
-/// `400K`, `2M`, `1G` or plain bytes (K = 1024).
+/// `400K`, `2M`, `1G` or plain bytes (K = 1024; `400KB` and `400KiB` mean the same).
 fn parse_bytes(text: &str) -> Result<usize, String> {
+    let trimmed = text.trim();
+    let lower = trimmed.to_ascii_lowercase();
+    let unit_len = if lower.ends_with("ib") { 2 } else { usize::from(lower.ends_with('b')) };
+    let text = match &trimmed[..trimmed.len() - unit_len] {
+        bare if bare.ends_with(|c: char| c.is_ascii_alphabetic()) => bare,
+        _ => trimmed,
+    };
     let (digits, unit) = match text.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], c.to_ascii_uppercase()),
         _ => (text, 'B'),
@@ -227,6 +309,20 @@ fn parse_bytes(text: &str) -> Result<usize, String> {
     n.checked_mul(scale).ok_or_else(|| format!("{text:?} is too large"))
 }
 
+/// `--top-k`: 1 to the [`CANDIDATES`] core keeps.
+fn top_k(text: &str) -> Result<u32, String> {
+    let k: u32 = text.trim().parse().map_err(|_| format!("{text:?} is not a whole number"))?;
+    match k {
+        0 => Err(format!(
+            "0 keeps no token: give 1 to {CANDIDATES}, or leave --top-k out to sample among all"
+        )),
+        k if k as usize > CANDIDATES => Err(format!(
+            "at most {CANDIDATES}: the sampler keeps the {CANDIDATES} most likely tokens"
+        )),
+        k => Ok(k),
+    }
+}
+
 /// Greedy unless a sampling option is given.
 fn sampling(args: &Args) -> Result<Sampling> {
     if args.temperature.is_none()
@@ -237,6 +333,12 @@ fn sampling(args: &Args) -> Result<Sampling> {
         return Ok(Sampling::Greedy);
     }
     let temperature = args.temperature.unwrap_or(1.0);
+    if temperature == 0.0 {
+        bail!(
+            "--temperature must be positive, got 0: for greedy decoding (what temperature 0 \
+             means elsewhere), leave out --temperature, --top-k, --top-p and --seed"
+        );
+    }
     if !(temperature > 0.0 && temperature.is_finite()) {
         bail!("--temperature must be a positive number, got {temperature}");
     }

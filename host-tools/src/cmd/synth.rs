@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::{Result, anyhow};
 use clap::ValueEnum;
 use host_tools::checkpoint::{self, Dtype, WriteOptions};
+use host_tools::guard::{self, Output};
 use host_tools::synth;
 use host_tools::tokenizer::{GPT2_VOCAB, Tokenizer};
 use picogpt_core::ModelConfig;
@@ -58,6 +59,7 @@ pub fn main(args: Args) -> Result<()> {
         vocab_size: args.vocab_size,
         layer_norm_epsilon: 1e-5,
     };
+    guard::check_outputs(&[Output::folder("--out", &args.out)], &[])?;
     let started = Instant::now();
     let weights = synth::synthesize(config, args.seed)?;
     let opts = WriteOptions {

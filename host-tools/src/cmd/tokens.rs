@@ -1,15 +1,15 @@
 //! `host-tools encode` and `host-tools decode`: the host tokenizer, or core's over a pack.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use host_tools::file_storage::FileStorage;
-use host_tools::tokenizer::{GPT2_VOCAB, Tokenizer};
+use host_tools::guard;
+use host_tools::tokenizer::Tokenizer;
 use picogpt_core::Model;
 use picogpt_core::utf8::Utf8Stream;
 
-use super::join;
+use super::{TokenIds, join};
 
 #[derive(clap::Args)]
 pub struct EncodeArgs {
@@ -25,9 +25,9 @@ pub struct EncodeArgs {
 
 #[derive(clap::Args)]
 pub struct DecodeArgs {
-    /// Token ids, comma-separated.
-    #[arg(value_delimiter = ',', required = true)]
-    ids: Vec<u32>,
+    /// Token ids, separated by commas and/or spaces (`464,3290`, `"464, 3290"`).
+    #[arg(required = true, value_parser = super::token_ids)]
+    ids: Vec<TokenIds>,
     /// Use core's on-device decoder over this pack's tokenizer sections.
     #[arg(long, conflicts_with = "model_dir")]
     pack: Option<PathBuf>,
@@ -36,22 +36,34 @@ pub struct DecodeArgs {
     model_dir: Option<PathBuf>,
 }
 
+/// The folder's `vocab.json` + `merges.txt` (which must be there), or GPT-2's own.
 fn host_tokenizer(model_dir: Option<&Path>) -> Result<Tokenizer> {
     Ok(match model_dir {
-        Some(dir) => Tokenizer::for_checkpoint(dir, GPT2_VOCAB)?,
+        Some(dir) => {
+            guard::tokenizer_folder(dir)?;
+            Tokenizer::from_hf_files(dir)?
+        }
         None => Tokenizer::gpt2()?,
     })
 }
 
-fn open(pack: &Path) -> Result<Model<FileStorage>> {
-    let storage = FileStorage::open(pack).map_err(|e| anyhow!("{}: {e}", pack.display()))?;
-    Model::open(storage).map_err(|e| anyhow!("{}: {e}", pack.display()))
+/// The pack, which must carry a tokenizer.
+fn with_tokenizer(pack: &Path) -> Result<Model<FileStorage>> {
+    let model = super::open_pack(pack)?;
+    if model.tokenizer().is_none() {
+        bail!(
+            "{} has no tokenizer sections (it was packed with --no-tokenizer or a vocabulary \
+             that is not GPT-2's): leave out --pack to use GPT-2's tokenizer",
+            pack.display()
+        );
+    }
+    Ok(model)
 }
 
 pub fn encode(args: EncodeArgs) -> Result<()> {
     let ids = match &args.pack {
         Some(pack) => {
-            let mut model = open(pack)?;
+            let mut model = with_tokenizer(pack)?;
             let mut scratch = vec![0u32; 2 * args.text.len() + 2];
             let mut out = vec![0u32; args.text.len()];
             let n = model
@@ -67,35 +79,35 @@ pub fn encode(args: EncodeArgs) -> Result<()> {
 }
 
 pub fn decode(args: DecodeArgs) -> Result<()> {
+    let ids: Vec<u32> = args.ids.iter().flat_map(|list| list.0.iter().copied()).collect();
     let bytes = match &args.pack {
         Some(pack) => {
-            let mut model = open(pack)?;
+            let mut model = with_tokenizer(pack)?;
             let mut bytes = Vec::new();
             let mut buf = [0u8; picogpt_core::format::MAX_TOKEN_BYTES as usize];
-            for &id in &args.ids {
+            for &id in &ids {
                 let token = model
                     .token_bytes(id, &mut buf)
-                    .map_err(|e| anyhow!("{}: token {id}: {e}", pack.display()))?;
+                    .map_err(|e| anyhow!("{}: {e}", pack.display()))?;
                 bytes.extend_from_slice(token);
             }
             bytes
         }
         None => {
             let tokenizer = host_tokenizer(args.model_dir.as_deref())?;
-            if let Some(&bad) = args.ids.iter().find(|&&id| id as usize >= tokenizer.len()) {
+            if let Some(&bad) = ids.iter().find(|&&id| id as usize >= tokenizer.len()) {
                 return Err(anyhow!(
                     "token {bad} is outside the vocabulary of {}",
                     tokenizer.len()
                 ));
             }
-            tokenizer.decode(&args.ids)
+            tokenizer.decode(&ids)
         }
     };
     let mut text = String::new();
     let mut stream = Utf8Stream::new();
     stream.push(&bytes, &mut |s| text.push_str(s));
     stream.finish(&mut |s| text.push_str(s));
-    let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "{text}")?;
+    println!("{text}");
     Ok(())
 }

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, anyhow, bail};
+use host_tools::guard::{self, Output};
+use host_tools::partial;
 use host_tools::uf2::{self, Image};
 
 /// Where the Pico 2 firmware looks for a pack in flash (`firmware/pico2/src/flash.rs`).
@@ -33,8 +35,15 @@ pub fn main(args: Args) -> Result<()> {
     if args.elf.is_none() && args.bin.is_none() {
         bail!("give a firmware ELF, a --bin file, or both");
     }
+    let inputs: Vec<PathBuf> = args.elf.iter().chain(&args.bin).cloned().collect();
+    let out = Output::file("-o", &args.out).instead(guard::did_you_mean("-o firmware.uf2"));
+    guard::check_outputs(&[out], &inputs)?;
     let mut image = Image::new();
     if let Some(path) = &args.elf {
+        if guard::is_pack(path) {
+            let bin = format!("--bin {}", path.display());
+            bail!("{} is a pack, not a firmware ELF: {}", path.display(), guard::did_you_mean(bin));
+        }
         let named = |e: &dyn std::fmt::Display| anyhow!("{}: {e}", path.display());
         let elf = std::fs::read(path).map_err(|e| named(&e))?;
         let segments = image.add_elf(&elf).map_err(|e| named(&e))?;
@@ -64,7 +73,7 @@ pub fn main(args: Args) -> Result<()> {
         }
     }
     let uf2 = image.to_uf2(args.family);
-    std::fs::write(&args.out, &uf2).map_err(|e| anyhow!("{}: {e}", args.out.display()))?;
+    partial::write(&args.out, &uf2).map_err(|e| anyhow!("{}: {e}", args.out.display()))?;
     println!(
         "{}: {} blocks of {} payload bytes, family {:#010x}",
         args.out.display(),

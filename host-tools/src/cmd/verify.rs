@@ -3,22 +3,20 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, anyhow};
-use host_tools::file_storage::FileStorage;
-use picogpt_core::{Model, WorkspaceSpec};
+use picogpt_core::WorkspaceSpec;
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Packed model file.
     file: PathBuf,
     /// Bytes per storage read.
-    #[arg(long, default_value_t = 64 * 1024)]
+    #[arg(long, default_value_t = 64 * 1024, value_parser = super::at_least_one)]
     chunk_bytes: usize,
 }
 
 pub fn main(args: Args) -> Result<()> {
     let name = args.file.display().to_string();
-    let storage = FileStorage::open(&args.file).map_err(|e| anyhow!("{name}: {e}"))?;
-    let mut model = Model::open(storage).map_err(|e| anyhow!("{name}: {e}"))?;
+    let mut model = super::open_pack(&args.file)?;
     let spec = WorkspaceSpec::new(1, args.chunk_bytes);
     let mut mem = vec![0.0f32; model.workspace_bytes(&spec).div_ceil(4)];
     let mut ws = model.workspace(&spec, &mut mem).map_err(|e| anyhow!("{name}: {e}"))?;
