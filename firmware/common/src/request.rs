@@ -49,13 +49,14 @@ pub struct Stats {
     pub prompt_ticks: u64,
     /// Bytes read by the prompt's forward pass.
     pub prompt_bytes: u64,
-    /// What the storage's bus carried during the prompt's forward pass.
+    /// What the storage's bus carried during the prompt's step (its forward pass, and its
+    /// lines' token texts).
     pub prompt_traffic: Traffic,
     /// Ticks of the forward passes after the first, together.
     pub token_ticks: u64,
     /// Bytes read by the forward passes after the first, together.
     pub token_bytes: u64,
-    /// What the storage's bus carried during the forward passes after the first, together.
+    /// What the storage's bus carried during the steps after the first, together.
     pub token_traffic: Traffic,
 }
 

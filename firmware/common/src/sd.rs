@@ -72,12 +72,14 @@ pub struct CardSpill<'r, 'v, 'c, 'b, D: BlockDevice> {
     root: &'r Root<'v, 'c, 'b, D>,
     card: &'c Card<'b, D>,
     fat: Fat,
+    /// Whether `KV.BIN` was created or grown (the volume's free count changed).
+    pub grew: bool,
 }
 
 impl<'r, 'v, 'c, 'b, D: BlockDevice> CardSpill<'r, 'v, 'c, 'b, D> {
     /// `KV.BIN` in `root` on `card`, whose volume is laid out as `fat`.
     pub fn new(root: &'r Root<'v, 'c, 'b, D>, card: &'c Card<'b, D>, fat: Fat) -> Self {
-        Self { root, card, fat }
+        Self { root, card, fat, grew: false }
     }
 }
 
@@ -109,6 +111,7 @@ impl<'c, 'b, D: BlockDevice> Spill for CardSpill<'_, '_, 'c, 'b, D> {
         // Opened for appending: each write extends the file from its end.
         let zeros = [0u8; BLOCK_BYTES];
         while file.length() < at_most {
+            self.grew = true;
             let before = file.length();
             let n = (at_most - before).min(BLOCK_BYTES as u32) as usize;
             file.write(zeros.get(..n).unwrap_or_default()).map_err(fs)?;
@@ -196,13 +199,20 @@ pub fn answer_from_card<D: BlockDevice + Metered, W: Write, C: Clock>(
     let volumes: Volumes<'_, '_, D> =
         VolumeManager::new_with_limits(SdmmcView::new(card), NoClock, FS_BLOCK_LIMIT);
     let fs = |what| move |e| Problem::Open(what, CardFileError::from(e));
-    let volume = volumes.open_volume(VolumeIdx(0)).map_err(fs("FAT volume"))?;
-    let root = volume.open_root_dir().map_err(fs("root directory"))?;
+    // A raw volume: closing one rewrites FAT32's info sector, which only a grown KV.BIN changes.
+    let raw = volumes.open_raw_volume(VolumeIdx(0)).map_err(fs("FAT volume"))?;
+    let root = volumes.open_root_dir(raw).map_err(fs("root directory"))?.to_directory(&volumes);
     let entry = root.find_directory_entry(MODEL_FILE).map_err(fs(MODEL_FILE))?;
     let pack = card
         .open(&fat, entry_at(&entry), (MODEL_FILE, PACK_FRAGMENTED), Slot::Pack)
         .map_err(|e| Problem::Open(MODEL_FILE, e))?;
     let mut model = Model::open(pack).map_err(|e| Problem::Generate(e.into()))?;
     let mut spill = CardSpill::new(&root, card, fat);
-    answer(&mut model, options, &mut spill, board).map_err(Problem::Generate)
+    let answered = answer(&mut model, options, &mut spill, board).map_err(Problem::Generate);
+    let grew = spill.grew;
+    drop(root);
+    if grew {
+        volumes.close_volume(raw).map_err(fs("FAT volume"))?;
+    }
+    answered
 }

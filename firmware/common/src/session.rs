@@ -93,6 +93,10 @@ pub fn generate<S: Storage + Metered, P: Spill, W: Write, C: Clock>(
         model.forward(&mut ws, &mut kv, input, pos, &mut top)?;
         let ticks = clock.now().saturating_sub(t0);
         let bytes = model.bytes_read().saturating_sub(b0);
+        // The vocabulary is never empty (core checks the config), so there is a best token.
+        let token = top.argmax().unwrap_or(0);
+        print::step(model, out, step + 1, token, &top.candidates(), request.bits)?;
+        // The bus's traffic counts the step's lines too (their tokens' text is on the card).
         let traffic = model.storage().traffic() - m0;
         if step == 0 {
             (stats.prompt_ticks, stats.prompt_bytes, stats.prompt_traffic) =
@@ -102,9 +106,6 @@ pub fn generate<S: Storage + Metered, P: Spill, W: Write, C: Clock>(
             stats.token_bytes += bytes;
             stats.token_traffic = stats.token_traffic + traffic;
         }
-        // The vocabulary is never empty (core checks the config), so there is a best token.
-        let token = top.argmax().unwrap_or(0);
-        print::step(model, out, step + 1, token, &top.candidates(), request.bits)?;
         // Cannot fail: at most n ≤ MAX_GENERATED tokens are pushed.
         let _ = generated.push(token);
         stats.steps += 1;
