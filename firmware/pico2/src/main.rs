@@ -11,23 +11,27 @@
 //!         3V3, GND        -- card VCC, GND
 //! ```
 //!
-//! The card is FAT32 with the pack in its root as `MODEL.PGP` (an 8.3 name: embedded-sdmmc
-//! reads no long names): `cp model-int8.pgpt /media/sd/MODEL.PGP`. KV positions beyond the
-//! RAM go to `KV.BIN` beside it, created (or grown) when a context first needs it. Without a
-//! card, a small pack written to flash at 0x1010_0000 (`flash.rs`) answers instead.
+//! The card is FAT32 with the pack in its root as `MODEL.PGP` (an 8.3 name):
+//! `cp model-int8.pgpt /media/sd/MODEL.PGP`, onto a freshly formatted card so the file is in
+//! one piece (the firmware maps it once and reads it straight from the card). KV positions
+//! beyond the RAM go to `KV.BIN` beside it, created (or grown) when a context first needs it.
+//! Without a card, a small pack written to flash at 0x1010_0000 (`flash.rs`) answers instead.
 //!
-//! Console: USB CDC-ACM on the Pico's own USB port (`picocom /dev/ttyACM0`). Type a prompt,
-//! text (`Alan Turing theorized -n 8`, encoded on the board) or comma-separated token ids
+//! Console: USB CDC-ACM on the Pico's own USB port (`picocom /dev/ttyACM0`); the banner comes
+//! when the terminal opens the port (raises DTR). Type a prompt, text
+//! (`Alan Turing theorized -n 8`, encoded on the board) or comma-separated token ids
 //! (`36235,39141 -n 8 --bits`), with the flags of `host-tools run`, or just Enter for
 //! picoGPT's prompt; the answer is the host's step and candidate lines, then the prompt pass
-//! and ms per token. Any failure (no card, no file, a bad pack, a model too large for the
-//! RAM, a read error) is one `error:` line, and the next line is awaited.
+//! and ms per token. Any failure (no card, no file, a bad pack, a read error, a fault on the
+//! model's core) is one `error:` line, and the next line is awaited.
 //! Diagnostics: defmt over RTT (`cargo run --release` flashes with probe-rs and shows them).
 //!
-//! Core 0 runs USB; core 1 runs the model, blocking on SPI, so the console stays alive.
+//! Core 0 runs USB; core 1 runs the model and the card: each 16 KiB window of the pack comes in
+//! by DMA while core 1 computes on the one before.
 #![no_std]
 #![no_main]
 
+mod fault;
 mod flash;
 mod infer;
 mod link;
@@ -39,26 +43,27 @@ use core::ptr::addr_of_mut;
 
 use defmt_rtt as _;
 use embassy_executor::Spawner;
-use embassy_rp::multicore::{Stack, spawn_core1};
+use embassy_rp::multicore::spawn_core1;
 use panic_probe as _;
 
-/// Core 1's stack (the model's; core 0's is in SRAM8-9).
-const CORE1_STACK_BYTES: usize = 16 * 1024;
-
-static mut CORE1_STACK: Stack<CORE1_STACK_BYTES> = Stack::new();
+use crate::infer::Core1;
 
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
     let p = embassy_rp::init(Default::default());
-    let card = sd::card(p.SPI0, p.PIN_18, p.PIN_19, p.PIN_16, p.PIN_17);
-    match (card, ram::take()) {
-        (Some(card), Some(ram)) => {
-            defmt::info!("kv cache RAM: {} bytes", ram::kv_bytes());
-            // SAFETY: the only reference to CORE1_STACK, handed to core 1 once.
-            let stack = unsafe { &mut *addr_of_mut!(CORE1_STACK) };
-            spawn_core1(p.CORE1, stack, move || infer::serve(card, ram));
+    match ram::take() {
+        Some((memory, buffers, run)) => {
+            let pins = (p.PIN_18, p.PIN_19, p.PIN_16, p.PIN_17);
+            let card = sd::card(p.SPI0, pins, (p.DMA_CH0, p.DMA_CH1), run);
+            defmt::info!("arena: {} bytes", ram::arena_bytes());
+            if infer::install(Core1 { card, memory, buffers }) {
+                // SAFETY: the only reference to CORE1_STACK made outside the fault handler
+                // (which only takes its address), handed to core 1 once.
+                let stack = unsafe { &mut *addr_of_mut!(fault::CORE1_STACK) };
+                spawn_core1(p.CORE1, stack, || infer::serve());
+            }
         }
-        _ => defmt::error!("SD card pins or RAM unavailable"),
+        None => defmt::error!("RAM taken twice"),
     }
     usb::start(spawner, p.USB);
 }
