@@ -4,8 +4,10 @@
 use core::convert::Infallible;
 use core::fmt::Write;
 
+#[cfg(doc)]
+use picogpt_core::SliceStorage;
 use picogpt_core::format::MAGIC;
-use picogpt_core::{Model, SliceStorage, Storage};
+use picogpt_core::{Model, Storage};
 
 use crate::budget::Memory;
 use crate::failure::Failure;
@@ -56,14 +58,21 @@ pub fn is_pack(bytes: &[u8]) -> bool {
     bytes.starts_with(&MAGIC)
 }
 
-/// Answers from a pack already in addressable memory (XIP flash, the ESP32-C6's mapped
-/// partition): no storage to spill KV positions to, so the context must fit the RAM.
-pub fn answer_from_memory<W: Write, C: Clock>(
-    pack: &[u8],
+/// Whether `storage` begins like a pack (erased flash does not).
+pub fn holds_pack<F: Storage>(storage: &mut F) -> bool {
+    let mut magic = [0u8; 4];
+    storage.read_at(0, &mut magic).is_ok_and(|n| n == magic.len()) && is_pack(&magic)
+}
+
+/// Answers from a pack in the board's flash (the Pico 2's XIP window as a [`SliceStorage`],
+/// the ESP32-C6's partition read through the ROM): no storage to spill KV positions to, so
+/// the context must fit the RAM.
+pub fn answer_from_flash<F: Storage + Metered, W: Write, C: Clock>(
+    flash: F,
     options: &Options<'_>,
     board: &mut Board<'_, W, C>,
-) -> Result<Stats, Failure<Infallible>> {
-    let mut model = Model::open(SliceStorage::new(pack))?;
+) -> Result<Stats, Failure<F::Error, Infallible>> {
+    let mut model = Model::open(flash)?;
     let mut spill =
         NoSpill { hint: "shorten the prompt or -n (a KV.BIN on an SD card holds more)" };
     answer(&mut model, options, &mut spill, board)

@@ -4,14 +4,13 @@
 //! written straight on the card through [`crate::card`], whatever carries the blocks
 //! ([`BlockDevice`]). Without a card, a pack in flash may answer.
 
-use core::convert::Infallible;
 use core::fmt::{self, Write};
 
 use embedded_sdmmc::{DirEntry, Directory, Mode, TimeSource, Timestamp, VolumeIdx, VolumeManager};
-use picogpt_core::Model;
+use picogpt_core::{Model, Storage};
 
 use crate::block::{BLOCK_BYTES, BlockDevice};
-use crate::board::{Board, answer, answer_from_memory, is_pack};
+use crate::board::{Board, answer, answer_from_flash, holds_pack};
 use crate::card::{Card, CardFile, CardFileError, SdmmcView, Slot};
 use crate::failure::Failure;
 use crate::fat::Fat;
@@ -127,9 +126,9 @@ impl<'c, 'b, D: BlockDevice> Spill for CardSpill<'_, '_, 'c, 'b, D> {
     }
 }
 
-/// Why a console line got no answer.
+/// Why a console line got no answer (`FE`: the flash's error).
 #[derive(Debug)]
-pub enum Problem<E> {
+pub enum Problem<E, FE = core::convert::Infallible> {
     /// The card does not start.
     Card(E),
     /// The volume, or a file on it: what, and why.
@@ -137,10 +136,10 @@ pub enum Problem<E> {
     /// Core, the model or the board's RAM, with the pack on the card.
     Generate(Failure<CardFileError<E>>),
     /// The same, with the pack in flash.
-    Flash(Failure<Infallible>),
+    Flash(Failure<FE, core::convert::Infallible>),
 }
 
-impl<E: fmt::Debug + fmt::Display> fmt::Display for Problem<E> {
+impl<E: fmt::Debug + fmt::Display, FE: fmt::Display> fmt::Display for Problem<E, FE> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Card(e) => write!(f, "SD card: {e} (is a card in the slot?)"),
@@ -155,13 +154,13 @@ impl<E: fmt::Debug + fmt::Display> fmt::Display for Problem<E> {
 /// Answers one console line: a prompt (token ids or text) and flags (empty: picoGPT's
 /// prompt). `restart` (re)starts the card behind `device`; the lines of
 /// [`crate::session::generate`] and the timing follow, or one `error:` line. Without a card, a
-/// pack in `flash` (XIP-mapped, its magic checked here) answers instead.
-pub fn answer_line<D: BlockDevice + Metered, W: Write, C: Clock>(
+/// pack in `flash` (its magic checked here) answers instead.
+pub fn answer_line<D: BlockDevice + Metered, F: Storage + Metered, W: Write, C: Clock>(
     line: &[u8],
     device: &mut D,
     restart: impl FnOnce(&mut D) -> Result<u64, D::Error>,
     windows: Windows<'_>,
-    flash: Option<&[u8]>,
+    flash: Option<F>,
     board: &mut Board<'_, W, C>,
 ) {
     let mut text = [0u8; MAX_LINE];
@@ -174,8 +173,14 @@ pub fn answer_line<D: BlockDevice + Metered, W: Write, C: Clock>(
     };
     let answered = match restart(device) {
         Ok(_) => answer_from_card(&options, &Card::new(device, windows.pack, windows.kv), board),
-        Err(e) => match flash.filter(|pack| is_pack(pack)) {
-            Some(pack) => answer_from_memory(pack, &options, board).map_err(Problem::Flash),
+        Err(e) => match flash {
+            Some(mut pack) => {
+                if holds_pack(&mut pack) {
+                    answer_from_flash(pack, &options, board).map_err(Problem::Flash)
+                } else {
+                    Err(Problem::Card(e))
+                }
+            }
             None => Err(Problem::Card(e)),
         },
     };
@@ -189,11 +194,11 @@ pub fn answer_line<D: BlockDevice + Metered, W: Write, C: Clock>(
 
 /// Opens the pack on the started `card` and generates what `options` ask, spilling to
 /// `KV.BIN`; returns what it cost.
-pub fn answer_from_card<D: BlockDevice + Metered, W: Write, C: Clock>(
+pub fn answer_from_card<D: BlockDevice + Metered, W: Write, C: Clock, FE>(
     options: &Options<'_>,
     card: &Card<'_, D>,
     board: &mut Board<'_, W, C>,
-) -> Result<Stats, Problem<D::Error>> {
+) -> Result<Stats, Problem<D::Error, FE>> {
     let volume_error = |e| Problem::Open("FAT volume", e);
     let fat = card.fat().map_err(volume_error)?;
     let volumes: Volumes<'_, '_, D> =

@@ -229,6 +229,7 @@ fn answer_without_card(line: &[u8], flash: Option<&[u8]>) -> String {
     let (mut pack, mut kv) = (vec![0u8; 4096], vec![0u8; 1024]);
     let windows = Windows { pack: &mut pack, kv: &mut kv };
     let restart = |d: &mut FromSdmmc<'_, RamDisk>| d.block_count().map(u64::from);
+    let flash = flash.map(picogpt_core::SliceStorage::new);
     answer_line(line, &mut device, restart, windows, flash, &mut board);
     board.out.0
 }

@@ -11,7 +11,7 @@ use embassy_time::Instant;
 use picogpt_board::board::Board;
 use picogpt_board::sd::{Windows, answer_line};
 use picogpt_board::{Clock, Memory, Options};
-use picogpt_core::{Activations, KvFormat};
+use picogpt_core::{Activations, KvFormat, SliceStorage};
 
 use crate::flash;
 use crate::link::{Console, LINES};
@@ -79,7 +79,8 @@ pub fn serve() -> ! {
     loop {
         let line = embassy_futures::block_on(LINES.receive());
         let windows = Windows { pack: &mut *buffers.pack, kv: &mut *buffers.kv };
-        answer_line(&line, card, sd::restart, windows, Some(flash::region()), &mut board);
+        let flash = Some(SliceStorage::new(flash::region()));
+        answer_line(&line, card, sd::restart, windows, flash, &mut board);
         let _ = write!(board.out, "> ");
     }
 }

@@ -31,6 +31,7 @@ mod spi;
 mod uart;
 
 use core::cell::Cell;
+use core::convert::Infallible;
 use core::fmt::Write;
 
 use picogpt_board::board::Board;
@@ -113,7 +114,8 @@ fn generate(console: &mut Uart, args: &args::Args<'_>) -> u8 {
         // Unused: the command line's options are given whole.
         defaults: Options::new(DEFAULT_TOKENS, KvFormat::F32, Activations::F32),
     };
-    match answer_from_card(&args.options, &card, &mut board) {
+    // No flash fallback here: the flash's error type is never made.
+    match answer_from_card::<_, _, _, Infallible>(&args.options, &card, &mut board) {
         Ok(stats) => {
             report(console, &stats, args.icount);
             0
