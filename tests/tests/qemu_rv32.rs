@@ -359,11 +359,12 @@ fn bad_arguments_are_a_usage_error() {
     }
 }
 
-/// GPT-2 124M's shape (synthetic weights), for the instruction counts the README quotes:
-/// minutes per run, so not in CI.
+/// GPT-2 124M's shape (synthetic weights), for the instruction counts the README quotes: a
+/// quarter of an hour and more per run under `-icount`, so not in CI.
 ///
 /// ```text
-/// cargo test --release -p picogpt-tests --test qemu_rv32 -- --ignored --nocapture
+/// PICOGPT_QEMU_TIMEOUT=7200 cargo test --release -p picogpt-tests --test qemu_rv32 -- \
+///     --ignored --nocapture
 /// ```
 #[test]
 #[ignore]

@@ -13,8 +13,12 @@ use host_tools::run::{RunOptions, run};
 use picogpt_core::Candidate;
 use picogpt_core::display::write_candidate;
 
-/// Longest a single emulator run may take before it counts as hung.
-pub const QEMU_TIMEOUT: Duration = Duration::from_secs(600);
+/// Longest a single emulator run may take before it counts as hung: ten minutes, or the
+/// seconds in `PICOGPT_QEMU_TIMEOUT` (the 124M-shape runs take longer).
+fn qemu_timeout() -> Duration {
+    let seconds = std::env::var("PICOGPT_QEMU_TIMEOUT").ok().and_then(|s| s.parse().ok());
+    Duration::from_secs(seconds.unwrap_or(600))
+}
 
 /// Whether CI asked for every test to really run.
 pub fn in_ci() -> bool {
@@ -69,7 +73,7 @@ pub struct Run {
 }
 
 /// Runs `runner ELF ARGS…` (a crate's QEMU runner script) with `env` set, in files under
-/// `CARGO_TARGET_TMPDIR/<name>`, killing it after [`QEMU_TIMEOUT`].
+/// `CARGO_TARGET_TMPDIR/<name>`, killing it after [`qemu_timeout`].
 pub fn run_runner(
     name: &str,
     runner: &Path,
@@ -95,14 +99,15 @@ pub fn run_runner(
         .spawn()
         .expect("the runner starts");
     let started = Instant::now();
+    let timeout = qemu_timeout();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        if started.elapsed() > QEMU_TIMEOUT {
+        if started.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("the firmware ran longer than {QEMU_TIMEOUT:?} with {args:?}");
+            panic!("the firmware ran longer than {timeout:?} with {args:?}");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
