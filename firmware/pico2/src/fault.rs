@@ -5,8 +5,8 @@
 
 use core::ptr::addr_of;
 
-use embassy_rp::pac;
 use embassy_rp::multicore::Stack;
+use embassy_rp::pac;
 
 use crate::infer;
 use crate::link::Console;
@@ -94,7 +94,10 @@ extern "C" fn recover(frame: u32) -> ! {
     infer::resume(|out: &mut Console| {
         use core::fmt::Write;
         if cfsr & CFSR_STKOF != 0 {
-            writeln!(out, "error: core 1 ran out of stack ({CORE1_STACK_BYTES} bytes); the line was dropped")
+            writeln!(
+                out,
+                "error: core 1 ran out of stack ({CORE1_STACK_BYTES} bytes); the line was dropped"
+            )
         } else {
             writeln!(
                 out,

@@ -138,7 +138,12 @@ impl SdBus for DmaSpi {
 /// first use. `run` is the DMA buffer of a window's blocks as the card sends them.
 pub fn card(
     spi: Peri<'static, SPI0>,
-    pins: (Peri<'static, PIN_18>, Peri<'static, PIN_19>, Peri<'static, PIN_16>, Peri<'static, PIN_17>),
+    pins: (
+        Peri<'static, PIN_18>,
+        Peri<'static, PIN_19>,
+        Peri<'static, PIN_16>,
+        Peri<'static, PIN_17>,
+    ),
     channels: (Peri<'static, DMA_CH0>, Peri<'static, DMA_CH1>),
     run: &'static mut [u8],
 ) -> Card {
