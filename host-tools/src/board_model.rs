@@ -56,19 +56,19 @@ pub const PICO2: Board = Board {
 };
 
 /// The ESP32-C6: SPI2 at 20 MHz (80 MHz APB / 4), one RISC-V core at 160 MHz without an FPU,
-/// a 368,640-byte arena (`firmware/esp32c6`'s static). Instructions: an estimate, the M33's
-/// GPT-2 124M counts times the ratio of qemu-rv32's to qemu-m33's counts on the tiny test
-/// model (236,942,752 / 33,186,400 = 7.14 on the int8 path, 910,943,644 / 56,555,700 = 16.1
-/// on the f32 path: soft float), until qemu-rv32's own 124M count replaces it.
+/// a 368,640-byte arena (`firmware/esp32c6`'s static). Instructions: qemu-rv32 (RV32IMAC,
+/// soft float), GPT-2 124M shape, `--icount`, the SPI loops left out (DMA on the C6), int8
+/// path; the f32 path is an estimate, the M33's count times the ratio of qemu-rv32's to
+/// qemu-m33's f32 counts on the tiny test model (910,943,644 / 56,555,700 = 16.1).
 pub const ESP32C6: Board = Board {
     name: "esp32c6",
     spi_hz: 20e6,
     cpu_hz: 160e6,
     arena: 368_640,
     activations: Activations::Int8,
-    int8_instructions: 2_524_000_000,
+    int8_instructions: 3_699_305_332,
     f32_instructions: 18_448_000_000,
-    emulator: "estimated from qemu-rv32 and qemu-m33",
+    emulator: "qemu-rv32; f32 estimated",
 };
 
 /// The model's assumptions about the card and the CPU.
