@@ -1,6 +1,7 @@
 //! Desktop tools around `picogpt-core`: checkpoint reading, synthesis, packing, reference.
 
 pub mod bench;
+pub mod board_model;
 pub mod checkpoint;
 pub mod download;
 pub mod eval;

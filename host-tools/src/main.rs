@@ -48,6 +48,9 @@ enum Command {
     Download(cmd::download::Args),
     /// Convert a firmware ELF and/or a pack into a UF2 for a Pico 2's USB drive (BOOTSEL).
     Uf2(cmd::uf2::Args),
+    /// Check that a pack fits an ESP32-C6's flash after its firmware; print the espflash
+    /// command that writes it there.
+    FlashPack(cmd::flash_pack::Args),
 }
 
 /// Runs the command and prints a failure as one line, without a backtrace: every error's
@@ -96,6 +99,7 @@ fn run(command: Command) -> Result<()> {
         Command::Decode(args) => cmd::tokens::decode(args),
         Command::Download(args) => cmd::download::main(args),
         Command::Uf2(args) => cmd::uf2::main(args),
+        Command::FlashPack(args) => cmd::flash_pack::main(args),
     }
 }
 

@@ -4,19 +4,24 @@
 use core::convert::Infallible;
 use core::fmt::Write;
 
+#[cfg(doc)]
+use picogpt_core::SliceStorage;
 use picogpt_core::format::MAGIC;
-use picogpt_core::{Model, SliceStorage, Storage};
+use picogpt_core::{Model, Storage};
 
+use crate::budget::Memory;
 use crate::failure::Failure;
 use crate::kv::{NoSpill, Spill};
+use crate::meter::Metered;
 use crate::options::Options;
 use crate::print::write_timing;
-use crate::session::{Clock, GenerateFailure, Memory, generate};
+use crate::request::{Clock, Stats};
+use crate::session::{GenerateFailure, generate};
 use crate::{CHUNK_BYTES, MAX_PROMPT};
 
 /// What a board brings to answer a line.
 pub struct Board<'m, W, C> {
-    /// Core's workspace, the KV cache and the prompt buffers.
+    /// The RAM arena and the prompt buffers.
     pub memory: Memory<'m>,
     /// The console.
     pub out: W,
@@ -28,19 +33,24 @@ pub struct Board<'m, W, C> {
     pub defaults: Options<'static>,
 }
 
-/// Generates what `options` ask from `model`, KV positions beyond the RAM going to `spill`;
-/// prints the lines of [`generate`] and the timing.
-pub fn answer<S: Storage, P: Spill, W: Write, C: Clock>(
+/// Generates what `options` ask from `model`, KV positions beyond the RAM going to `spill`,
+/// printing the lines of [`generate`]; returns what it cost.
+pub fn answer<S: Storage + Metered, P: Spill, W: Write, C: Clock>(
     model: &mut Model<S>,
     options: &Options<'_>,
     spill: &mut P,
     board: &mut Board<'_, W, C>,
-) -> Result<(), GenerateFailure<S, P>> {
+) -> Result<Stats, GenerateFailure<S, P>> {
     let request = options.request(CHUNK_BYTES, MAX_PROMPT);
     let memory = board.memory.reborrow();
-    let stats = generate(model, memory, spill, &request, &mut board.out, &mut board.clock)?;
-    let _ = write_timing(&mut board.out, &stats, board.ticks_per_ms, "");
-    Ok(())
+    generate(model, memory, spill, &request, &mut board.out, &mut board.clock)
+}
+
+impl<W: Write, C> Board<'_, W, C> {
+    /// Prints the timing lines of `stats` in the board's clock.
+    pub fn report(&mut self, stats: &Stats) {
+        let _ = write_timing(&mut self.out, stats, self.ticks_per_ms, "");
+    }
 }
 
 /// Whether `bytes` begin like a pack (its magic, `PGPT`).
@@ -48,14 +58,21 @@ pub fn is_pack(bytes: &[u8]) -> bool {
     bytes.starts_with(&MAGIC)
 }
 
-/// Answers from a pack already in addressable memory (XIP flash): no storage to spill KV
-/// positions to, so the context must fit the RAM.
-pub fn answer_from_memory<W: Write, C: Clock>(
-    pack: &[u8],
+/// Whether `storage` begins like a pack (erased flash does not).
+pub fn holds_pack<F: Storage>(storage: &mut F) -> bool {
+    let mut magic = [0u8; 4];
+    storage.read_at(0, &mut magic).is_ok_and(|n| n == magic.len()) && is_pack(&magic)
+}
+
+/// Answers from a pack in the board's flash (the Pico 2's XIP window as a [`SliceStorage`],
+/// the ESP32-C6's partition read through the ROM): no storage to spill KV positions to, so
+/// the context must fit the RAM.
+pub fn answer_from_flash<F: Storage + Metered, W: Write, C: Clock>(
+    flash: F,
     options: &Options<'_>,
     board: &mut Board<'_, W, C>,
-) -> Result<(), Failure<Infallible>> {
-    let mut model = Model::open(SliceStorage::new(pack))?;
+) -> Result<Stats, Failure<F::Error, Infallible>> {
+    let mut model = Model::open(flash)?;
     let mut spill =
         NoSpill { hint: "shorten the prompt or -n (a KV.BIN on an SD card holds more)" };
     answer(&mut model, options, &mut spill, board)

@@ -6,7 +6,7 @@ use picogpt_core::Error;
 
 use crate::kv::{KvError, SpillError};
 use crate::prompt::{MAX_PIECE_BYTES, MAX_PROMPT};
-use crate::session::MAX_GENERATED;
+use crate::request::MAX_GENERATED;
 
 /// Why a generation failed. `SE` is the pack storage's error, `PE` the spill storage's.
 #[derive(Debug)]

@@ -1,16 +1,14 @@
 //! The KV cache of one generation: all in RAM when the context fits, otherwise its first
 //! positions in RAM and the rest spilled to writable storage (core's [`TieredKv`] over a
-//! [`StorageKv`]): `KV.BIN` on an SD card, a host file under QEMU.
+//! [`StorageKv`]): `KV.BIN` on an SD card, a host file under QEMU. Where the split falls is
+//! [`crate::budget`]'s business.
 
 use core::convert::Infallible;
 use core::fmt;
 
-use picogpt_core::kv::{self, KvRangeError, StorageKvError, TieredKvError};
-use picogpt_core::{
-    Error, KvCache, KvFormat, ModelConfig, RamKv, Storage, StorageKv, StorageMut, TieredKv,
-};
-
-use crate::failure::Failure;
+use picogpt_core::kv::{KvRangeError, StorageKvError, TieredKvError};
+pub use picogpt_core::kv::{bytes_per_position, positions_in};
+use picogpt_core::{KvCache, RamKv, Storage, StorageKv, StorageMut, TieredKv};
 
 /// The error of a [`BoardKv`] whose spill storage fails with `E`.
 pub type KvError<E> = TieredKvError<KvRangeError, StorageKvError<E>>;
@@ -28,6 +26,10 @@ pub trait Spill {
 
     /// What it is called there, for the `kv:` line: `KV.BIN`, a host path.
     fn name(&self) -> &str;
+
+    /// Whether there is storage to spill to, or what to do instead (the hint of the error
+    /// when a context does not fit the RAM).
+    fn available(&self) -> Result<(), &'static str>;
 
     /// Storage holding at least `bytes` from offset 0, opened (and grown) only now, when a
     /// generation needs it.
@@ -85,6 +87,10 @@ impl Spill for NoSpill {
 
     fn name(&self) -> &str {
         "none"
+    }
+
+    fn available(&self) -> Result<(), &'static str> {
+        Err(self.hint)
     }
 
     fn open(&mut self, _bytes: u64) -> Result<NoStorage, SpillError<Infallible>> {
@@ -150,169 +156,5 @@ impl<P: StorageMut> KvCache for BoardKv<'_, P> {
             Self::Ram(ram) => ram.load(layer, pos, k, v).map_err(TieredKvError::Ram),
             Self::Spilled(tiers) => tiers.load(layer, pos, k, v),
         }
-    }
-}
-
-/// Where [`place`] put the positions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Placement {
-    /// Positions in RAM.
-    pub ram: usize,
-    /// Bytes per position.
-    pub position_bytes: usize,
-    /// Positions in spill storage.
-    pub spilled: usize,
-}
-
-/// A board's KV cache over `P`'s storage, and where its positions are.
-pub type Placed<'a, P> = (BoardKv<'a, <P as Spill>::Storage>, Placement);
-
-/// A KV cache of `needed` positions in `format`: in `ram` if they fit, else as many as fit
-/// there (after a one-record buffer for the spill) and the rest in storage from `spill`.
-pub fn place<'a, SE, P: Spill>(
-    cfg: &ModelConfig,
-    format: KvFormat,
-    ram: &'a mut [u8],
-    needed: usize,
-    spill: &mut P,
-) -> Result<Placed<'a, P>, Failure<SE, SpillStorageError<P>>> {
-    let position_bytes = kv::bytes_per_position(cfg, format);
-    let in_ram = kv::positions_in(cfg, format, ram.len());
-    if in_ram >= needed {
-        let placement = Placement { ram: in_ram, position_bytes, spilled: 0 };
-        return Ok((BoardKv::Ram(RamKv::new(cfg, format, ram)), placement));
-    }
-    let short = |hint| Failure::KvCache { needed, positions: in_ram, position_bytes, hint };
-    let record = StorageKv::<P::Storage>::buffer_bytes(cfg, format);
-    let Some((buf, rest)) = ram.split_at_mut_checked(record) else {
-        return Err(short("the RAM cannot even buffer one record of a spilled cache"));
-    };
-    let ram = RamKv::new(cfg, format, rest);
-    let spilled = needed - ram.positions();
-    let bytes = spilled as u64 * position_bytes as u64;
-    let storage = spill.open(bytes).map_err(|e| match e {
-        SpillError::Unavailable { hint } => short(hint),
-        e => Failure::Spill(e),
-    })?;
-    let given = buf.len();
-    let disk = StorageKv::new(cfg, format, storage, 0, spilled, buf).map_err(|_| {
-        Failure::Core(Error::BufferTooSmall { what: "KV record buffer", needed: record, given })
-    })?;
-    let placement = Placement { ram: ram.positions(), position_bytes, spilled };
-    Ok((BoardKv::Spilled(TieredKv::new(ram, disk)), placement))
-}
-
-#[cfg(test)]
-mod tests {
-    extern crate std;
-
-    use std::vec;
-    use std::vec::Vec;
-
-    use super::*;
-
-    fn config() -> ModelConfig {
-        ModelConfig {
-            n_layer: 2,
-            n_embd: 64,
-            n_head: 4,
-            n_ctx: 64,
-            vocab_size: 100,
-            layer_norm_epsilon: 1e-5,
-        }
-    }
-
-    /// Spill storage in a vector, as a file that grows to what is asked.
-    struct VecFile(Vec<u8>);
-
-    impl Storage for VecFile {
-        type Error = Infallible;
-
-        fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize, Infallible> {
-            let at = (offset as usize).min(self.0.len());
-            let n = buf.len().min(self.0.len() - at);
-            buf[..n].copy_from_slice(&self.0[at..at + n]);
-            Ok(n)
-        }
-
-        fn size(&mut self) -> Result<u64, Infallible> {
-            Ok(self.0.len() as u64)
-        }
-    }
-
-    impl StorageMut for VecFile {
-        fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), Infallible> {
-            let at = offset as usize;
-            self.0[at..at + buf.len()].copy_from_slice(buf);
-            Ok(())
-        }
-    }
-
-    struct VecSpill;
-
-    impl Spill for VecSpill {
-        type Storage = VecFile;
-
-        fn medium(&self) -> &'static str {
-            "test"
-        }
-
-        fn name(&self) -> &str {
-            "vec"
-        }
-
-        fn open(&mut self, bytes: u64) -> Result<VecFile, SpillError<Infallible>> {
-            Ok(VecFile(vec![0; bytes as usize]))
-        }
-    }
-
-    #[test]
-    fn a_context_that_fits_stays_in_ram() {
-        let cfg = config();
-        let mut ram = vec![0u8; 10 * kv::bytes_per_position(&cfg, KvFormat::F32)];
-        let (kv, placement) =
-            place::<Infallible, _>(&cfg, KvFormat::F32, &mut ram, 10, &mut VecSpill)
-                .unwrap_or_else(|_| panic!("placement failed"));
-        assert!(matches!(kv, BoardKv::Ram(_)));
-        assert_eq!(placement, Placement { ram: 10, position_bytes: 1024, spilled: 0 });
-    }
-
-    #[test]
-    fn the_rest_spills_and_reads_back_exactly() {
-        let cfg = config();
-        let mut ram = vec![0u8; 10 * kv::bytes_per_position(&cfg, KvFormat::F32)];
-        let (mut kv, placement) =
-            place::<Infallible, _>(&cfg, KvFormat::F32, &mut ram, 30, &mut VecSpill)
-                .unwrap_or_else(|_| panic!("placement failed"));
-        // One position's worth of RAM became the spill's record buffer.
-        assert_eq!(placement, Placement { ram: 9, position_bytes: 1024, spilled: 21 });
-        assert_eq!(kv.positions(), 30);
-        let row = |pos: usize| -> Vec<f32> { (0..64).map(|i| (pos * 64 + i) as f32).collect() };
-        for pos in 0..30 {
-            kv.store(1, pos, &row(pos), &row(pos + 100)).unwrap();
-        }
-        let (mut k, mut v) = (vec![0.0; 64], vec![0.0; 64]);
-        for pos in 0..30 {
-            kv.load(1, pos, &mut k, &mut v).unwrap();
-            assert_eq!((&k, &v), (&row(pos), &row(pos + 100)), "position {pos}");
-        }
-    }
-
-    #[test]
-    fn without_spill_storage_the_error_names_the_positions() {
-        let cfg = config();
-        let mut ram = vec![0u8; 10 * kv::bytes_per_position(&cfg, KvFormat::F32)];
-        let mut none = NoSpill { hint: "shorten the prompt" };
-        let Err(failure) = place::<Infallible, _>(&cfg, KvFormat::F32, &mut ram, 30, &mut none)
-        else {
-            panic!("placement without spill storage succeeded");
-        };
-        let mut line = std::string::String::new();
-        fmt::write(&mut line, format_args!("{failure}")).unwrap();
-        assert_eq!(
-            line,
-            "30 positions needed, the KV cache in RAM holds 10 (1024 bytes each): shorten the \
-             prompt"
-        );
     }
 }

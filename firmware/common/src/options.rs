@@ -10,7 +10,7 @@ use core::fmt;
 use picogpt_core::{Activations, KvFormat};
 
 use crate::prompt::{Input, Prompt, PromptError, Words, parse_tokens};
-use crate::session::Request;
+use crate::request::Request;
 
 /// Longest line a board's console reads, in bytes.
 pub const MAX_LINE: usize = 256;

@@ -8,10 +8,12 @@ use picogpt_core::format::MAX_TOKEN_BYTES;
 use picogpt_core::utf8::Utf8Stream;
 use picogpt_core::{Candidate, KvFormat, Model, Storage};
 
+use crate::budget::Placement;
 use crate::failure::Failure;
-use crate::kv::{Placement, Spill};
+use crate::kv::Spill;
+use crate::meter::Traffic;
 use crate::options::kv_name;
-use crate::session::Stats;
+use crate::request::Stats;
 use crate::text::{TEXT_BYTES, lossy};
 
 /// `model: 12 layers, n_embd 768, 12 heads, n_ctx 1024, vocab 50257, int8 (blocks of 32)`.
@@ -125,10 +127,10 @@ pub fn finish<S: Storage, W: Write, PE>(
     Ok(())
 }
 
-/// The timing lines of a board whose [`crate::session::Clock`] ticks `ticks_per_ms` times a millisecond:
-/// `prompt pass: 1234.5 ms (batch 1)`, then, after more than one step, `ms per token: 678.9`
-/// and `bytes read per token: 132142576`; `clock` qualifies the milliseconds (`emulated`),
-/// or is empty.
+/// The timing lines of a board whose [`crate::request::Clock`] ticks `ticks_per_ms` times a
+/// millisecond: `prompt pass: 1234.5 ms (batch 1)`, then, after more than one step,
+/// `ms per token: 678.9`, `bytes read per token: 132142576` and, on a board with a card,
+/// [`traffic`]'s line; `clock` qualifies the milliseconds (`emulated`), or is empty.
 pub fn write_timing<W: Write>(
     out: &mut W,
     stats: &Stats,
@@ -145,5 +147,27 @@ pub fn write_timing<W: Write>(
         writeln!(out, "ms per token: {}.{}{sep}{clock}", token / 10, token % 10)?;
         writeln!(out, "bytes read per token: {bytes}")?;
     }
-    Ok(())
+    traffic(out, stats)
+}
+
+/// `sd per token: 5 commands (2 CMD18, 0 CMD17, 1 write), 3833344 bytes in 7487 blocks read,
+/// 3856789 bytes on the bus`: the mean over the passes after the first, when the storage's bus
+/// carried anything (an SD card's).
+pub fn traffic<W: Write>(out: &mut W, stats: &Stats) -> fmt::Result {
+    let Some(t) = stats.traffic_per_token().filter(|t| *t != Traffic::default()) else {
+        return Ok(());
+    };
+    let writes = if t.writes == 1 { "write" } else { "writes" };
+    writeln!(
+        out,
+        "sd per token: {} commands ({} CMD18, {} CMD17, {} {writes}), {} bytes in {} blocks read, \
+         {} bytes on the bus",
+        t.commands,
+        t.multi_reads,
+        t.single_reads,
+        t.writes,
+        t.blocks_read * 512,
+        t.blocks_read,
+        t.bus_bytes
+    )
 }

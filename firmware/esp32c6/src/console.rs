@@ -7,7 +7,7 @@ use core::fmt;
 use esp_hal::Blocking;
 use esp_hal::time::{Duration, Instant};
 use esp_hal::usb::usb_serial_jtag::UsbSerialJtag;
-use picogpt_board::line::{Edit, Line, edit};
+use picogpt_board::line::{Edit, Editor, Line};
 
 /// How long a full FIFO may stay full before the port counts as closed.
 const STALL: Duration = Duration::from_millis(100);
@@ -17,24 +17,25 @@ pub struct Console {
     usb: UsbSerialJtag<'static, Blocking>,
     /// No terminal drained the last bytes in time: drop output until one types.
     closed: bool,
+    /// The line being typed (CR LF ends it once).
+    editor: Editor,
 }
 
 impl Console {
     /// Wraps the port.
     pub fn new(usb: UsbSerialJtag<'static, Blocking>) -> Self {
-        Self { usb, closed: false }
+        Self { usb, closed: false, editor: Editor::new() }
     }
 
     /// Waits for a line, echoing what is typed.
     pub fn read_line(&mut self) -> Line {
-        let mut line = Line::new();
         loop {
             let Ok(byte) = self.usb.read_byte() else { continue };
             self.closed = false;
-            match edit(&mut line, byte) {
+            match self.editor.edit(byte) {
                 Edit::Enter => {
                     self.send(b"\r\n");
-                    return line;
+                    return self.editor.take();
                 }
                 Edit::Echo(byte) => self.send(&[byte]),
                 Edit::Erase => self.send(b"\x08 \x08"),

@@ -12,8 +12,11 @@
 //!           3V3, GND -- card VCC, GND
 //! ```
 //!
-//! The card is FAT32 with the pack in its root as `MODEL.PGP` (an 8.3 name). KV positions
-//! beyond the RAM go to `KV.BIN` beside it, created (or grown) when a context first needs it.
+//! The card is FAT32 with the pack in its root as `MODEL.PGP` (an 8.3 name), copied onto a
+//! freshly formatted card so that it is in one piece; each 16 KiB window of it comes in by DMA
+//! while the core computes on the one before. KV positions beyond the RAM go to `KV.BIN`
+//! beside it, created (or grown) when a context first needs it. Without a card, a small pack
+//! written to flash at 0x20_0000 (`flash.rs`) answers instead.
 //!
 //! Console: the C6's USB-Serial-JTAG port (the "USB" connector of the DevKitC), which
 //! `cargo run --release` (espflash) flashes through and then monitors. Type a prompt, text
@@ -32,6 +35,7 @@
 #![no_main]
 
 mod console;
+mod flash;
 mod ram;
 mod sd;
 
@@ -41,17 +45,19 @@ use esp_backtrace as _;
 use esp_hal::clock::CpuClock;
 use esp_hal::time::Instant;
 use esp_hal::usb::usb_serial_jtag::UsbSerialJtag;
+use esp_storage::FlashStorage;
 use picogpt_board::board::Board;
-use picogpt_board::sd::answer_line;
+use picogpt_board::sd::{Windows, answer_line};
 use picogpt_board::{Clock, Options};
 use picogpt_core::{Activations, KvFormat};
 
 use crate::console::Console;
+use crate::flash::FlashPack;
 
 esp_bootloader_esp_idf::esp_app_desc!();
 
-/// Tokens generated when the line does not say: with the 10-token default prompt, within
-/// the 19 positions of the KV cache in RAM.
+/// Tokens generated when the line does not say: with picoGPT's 10-token prompt, one prompt
+/// pass and seven more (the positions the RAM cannot hold spill to `KV.BIN`).
 const DEFAULT_TOKENS: usize = 8;
 
 /// Microseconds since boot.
@@ -67,14 +73,15 @@ impl Clock for Micros {
 fn main() -> ! {
     let p = esp_hal::init(esp_hal::Config::default().with_cpu_clock(CpuClock::max()));
     let mut console = Console::new(UsbSerialJtag::new(p.USB_DEVICE));
-    let (Some(mut card), Some(ram)) =
-        (sd::card(p.SPI2, p.GPIO6, p.GPIO7, p.GPIO2, p.GPIO18), ram::take())
+    let pins = (p.GPIO6, p.GPIO7, p.GPIO2, p.GPIO18);
+    let (Some(mut card), Some((ram, buffers))) = (sd::card(p.SPI2, p.DMA_CH0, pins), ram::take())
     else {
         let _ = writeln!(console, "error: the SD card's SPI bus or the RAM is unavailable");
         loop {
             core::hint::spin_loop();
         }
     };
+    let mut flash = FlashPack::new(FlashStorage::new(p.FLASH));
     let mut board = Board {
         memory: ram,
         out: console,
@@ -87,9 +94,11 @@ fn main() -> ! {
         "picogpt on ESP32-C6: type a prompt (text, or token ids such as 36235,39141) and flags \
          (-n 8 --bits), or Enter for the default prompt\n> "
     );
+    let (pack, kv) = (buffers.pack, buffers.kv);
     loop {
         let line = board.out.read_line();
-        card = answer_line(&line, card, sd::restart, None, &mut board);
+        let windows = Windows { pack: &mut *pack, kv: &mut *kv };
+        answer_line(&line, &mut card, sd::restart, windows, Some(&mut flash), &mut board);
         let _ = write!(board.out, "> ");
     }
 }

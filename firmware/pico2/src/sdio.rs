@@ -27,14 +27,13 @@ use picogpt_sdio::block_device::SdioCard;
 use picogpt_sdio::programs::{Line, Mode, ProgramId, Speed, shift};
 use picogpt_sdio::sm::{MAX_BLOCK_WORDS, ReceiveStop};
 use picogpt_sdio::{Card as SdioProtocol, Error};
-use static_cell::StaticCell;
 
 bind_interrupts!(struct Irqs {
     PIO0_IRQ_0 => pio::InterruptHandler<PIO0>;
     DMA_IRQ_0 => dma::InterruptHandler<DMA_CH0>;
 });
 
-/// The card behind PIO0, as embedded-sdmmc's block device.
+/// The card behind PIO0, as the read path's block device.
 pub type Card = SdioCard<PioStateMachine>;
 
 /// The pins, in the bus's order (CLK, CMD, DAT0-3: six consecutive GPIOs).
@@ -57,7 +56,7 @@ pub struct Pins {
 const RELEASE_SET_PINS: u16 = 0xe080;
 
 /// Two blocks' words (data and CRC): DMA fills one while the CPU checks the other.
-type Bounce = [[u32; MAX_BLOCK_WORDS]; 2];
+pub type Bounce = [[u32; MAX_BLOCK_WORDS]; 2];
 
 /// PIO0's state machine 0 running the SDIO programs.
 pub struct PioStateMachine {
@@ -71,9 +70,14 @@ pub struct PioStateMachine {
     bounce: &'static mut Bounce,
 }
 
-/// Loads the programs, sets the pins up and returns the card (identified on first use).
-pub fn card(pio0: Peri<'static, PIO0>, dma0: Peri<'static, DMA_CH0>, pins: Pins) -> Card {
-    static BOUNCE: StaticCell<Bounce> = StaticCell::new();
+/// Loads the programs, sets the pins up and returns the card (identified on first use), its
+/// blocks arriving through `bounce`.
+pub fn card(
+    pio0: Peri<'static, PIO0>,
+    dma0: Peri<'static, DMA_CH0>,
+    pins: Pins,
+    bounce: &'static mut Bounce,
+) -> Card {
     let Pio { mut common, mut sm0, .. } = Pio::new(pio0, Irqs);
     let loaded = ProgramId::ALL.map(|id| common.load_program(&id.placed()));
     let mut clk = common.make_pio_pin(pins.clk);
@@ -105,7 +109,7 @@ pub fn card(pio0: Peri<'static, PIO0>, dma0: Peri<'static, DMA_CH0>, pins: Pins)
         dma: dma::Channel::new(dma0, Irqs),
         configs,
         origin: 0,
-        bounce: BOUNCE.init([[0; MAX_BLOCK_WORDS]; 2]),
+        bounce,
     };
     SdioCard::new(SdioProtocol::new(sm))
 }
@@ -150,9 +154,9 @@ fn mode_config(
 }
 
 /// Identifies the card again (it may have been swapped); its size in bytes.
-pub fn restart(card: &Card) -> Result<u64, Error> {
+pub fn restart(card: &mut Card) -> Result<u64, Error> {
     let bytes = card.restart()?;
-    if let Some(info) = card.card().borrow().info() {
+    if let Some(info) = card.card().info() {
         defmt::info!(
             "SD card (SDIO): {} blocks, {} MHz",
             info.blocks,

@@ -6,9 +6,9 @@ use embassy_futures::select::{Either, select};
 use embassy_rp::Peri;
 use embassy_rp::peripherals::USB;
 use embassy_rp::usb::{Driver, InterruptHandler};
-use embassy_usb::class::cdc_acm::{CdcAcmClass, Receiver, Sender, State};
+use embassy_usb::class::cdc_acm::{CdcAcmClass, ControlChanged, Receiver, Sender, State};
 use embassy_usb::{Builder, Config, UsbDevice};
-use picogpt_board::line::{Edit, Line, edit};
+use picogpt_board::line::{Edit, Editor};
 use static_cell::StaticCell;
 
 use crate::link::{LINES, OUTPUT};
@@ -51,12 +51,13 @@ pub fn start(spawner: Spawner, usb: Peri<'static, USB>) {
     );
     let class = CdcAcmClass::new(&mut builder, STATE.init(State::new()), PACKET as u16);
     let device = builder.build();
-    let (tx, rx) = class.split();
-    match (run_device(device), read_lines(rx), send_output(tx)) {
-        (Ok(device), Ok(reader), Ok(writer)) => {
+    let (tx, rx, control) = class.split_with_control();
+    match (run_device(device), read_lines(rx), send_output(tx), greet(control)) {
+        (Ok(device), Ok(reader), Ok(writer), Ok(greeter)) => {
             spawner.spawn(device);
             spawner.spawn(reader);
             spawner.spawn(writer);
+            spawner.spawn(greeter);
         }
         _ => defmt::error!("USB tasks could not be spawned"),
     }
@@ -67,22 +68,36 @@ async fn run_device(mut device: UsbDevice<'static, UsbDriver>) -> ! {
     device.run().await
 }
 
+/// Prints the banner and a prompt each time a terminal opens the port (raises DTR): a
+/// terminal opened after the board enumerated sees them too.
+#[embassy_executor::task]
+async fn greet(control: ControlChanged<'static>) -> ! {
+    let mut open = false;
+    loop {
+        control.control_changed().await;
+        let dtr = control.dtr();
+        if dtr && !open {
+            echo(BANNER.as_bytes());
+            echo(b"> ");
+        }
+        open = dtr;
+    }
+}
+
 /// Gathers typed bytes (UTF-8 text included) into lines, echoing them, with backspace; hands
 /// each line to core 1.
 #[embassy_executor::task]
 async fn read_lines(mut rx: Receiver<'static, UsbDriver>) -> ! {
-    let mut line = Line::new();
+    let mut editor = Editor::new();
     let mut packet = [0u8; PACKET];
     loop {
         rx.wait_connection().await;
-        echo(BANNER.as_bytes());
-        echo(b"> ");
         while let Ok(n) = rx.read_packet(&mut packet).await {
             for &byte in packet.get(..n).unwrap_or_default() {
-                match edit(&mut line, byte) {
+                match editor.edit(byte) {
                     Edit::Enter => {
                         echo(b"\r\n");
-                        LINES.send(core::mem::take(&mut line)).await;
+                        LINES.send(editor.take()).await;
                     }
                     Edit::Echo(byte) => echo(&[byte]),
                     Edit::Erase => echo(b"\x08 \x08"),

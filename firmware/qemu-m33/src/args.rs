@@ -5,8 +5,7 @@
 use core::fmt;
 
 use picogpt_board::options::is_flag;
-use picogpt_board::session::DEFAULT_TOKENS;
-use picogpt_board::{Input, Options, OptionsError, Words, parse_options};
+use picogpt_board::{DEFAULT_TOKENS, Input, Options, OptionsError, Words, parse_options};
 use picogpt_core::{Activations, KvFormat};
 
 /// One line of help, printed with every argument error.

@@ -48,7 +48,7 @@ extern "C" fn report_fault() -> ! {
     let (cfsr, hfsr) = unsafe { ((*SCB::PTR).cfsr.read(), (*SCB::PTR).hfsr.read()) };
     if let Ok(mut console) = Console::open() {
         let _ = if cfsr & CFSR_STKOF != 0 {
-            writeln!(console, "error: stack overflow (the stack is 16 KiB; see memory.x)")
+            writeln!(console, "error: stack overflow (the stack is 32 KiB; see memory.x)")
         } else {
             writeln!(console, "error: hard fault (CFSR {cfsr:#010x}, HFSR {hfsr:#010x})")
         };

@@ -36,8 +36,8 @@ mod spill;
 use core::fmt::Write;
 
 use cortex_m_rt::entry;
-use picogpt_board::session::Stats;
-use picogpt_board::{CHUNK_BYTES, Failure, MAX_PROMPT, generate, write_timing};
+use picogpt_board::print::traffic;
+use picogpt_board::{CHUNK_BYTES, Failure, MAX_PROMPT, Stats, generate, write_timing};
 use picogpt_core::Model;
 
 use crate::args::{Args, ArgsError, USAGE};
@@ -90,8 +90,8 @@ fn generate_from(console: &mut Console, args: &Args<'_>) -> u8 {
     let map = ram::map();
     let _ = writeln!(
         console,
-        "ram: {} bytes: stack {}, statics {} (workspace {}), kv {}",
-        map.total, map.stack, map.statics, map.workspace, map.kv
+        "ram: {} bytes: stack {}, statics {}, arena {} (workspace and KV cache, split per request)",
+        map.total, map.stack, map.statics, map.arena
     );
     let file = match HostFile::open(args.file) {
         Ok(file) => file,
@@ -127,6 +127,7 @@ fn report(console: &mut Console, stats: &Stats, icount: bool) {
             let _ = writeln!(console, "instructions per token: {}", ticks * NS_PER_TICK);
             let _ = writeln!(console, "bytes read per token: {bytes}");
         }
+        let _ = traffic(console, stats);
     } else {
         let _ = write_timing(console, stats, 1_000_000 / NS_PER_TICK, "emulated");
     }

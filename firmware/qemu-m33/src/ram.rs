@@ -1,6 +1,6 @@
-//! The board's 520 KiB of RAM (see `memory.x`): a fixed stack at the bottom, the statics
-//! (core's workspace for GPT-2 124M and a text prompt's buffers among them), and every byte
-//! after them for the KV cache.
+//! The board's 520 KiB of RAM (see `memory.x`): a fixed stack at the bottom, the statics (a
+//! text prompt's buffers), and every byte after them as the arena each request splits
+//! between core's workspace and the KV cache.
 
 use core::ptr::{addr_of, addr_of_mut};
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -9,10 +9,6 @@ use picogpt_board::{BPE_SCRATCH_WORDS, GPT2_124M_WORKSPACE_WORDS, MAX_PROMPT, Me
 
 /// Word cortex-m-rt paints the stack with before `main` (its `paint-stack` feature).
 const PAINT: u32 = 0xcccc_cccc;
-
-/// (f32 words) core's working memory: exactly what GPT-2 124M int8 needs at batch 1 with
-/// 4 KiB reads; smaller models batch their prompt in it.
-static mut WORKSPACE: [f32; GPT2_124M_WORKSPACE_WORDS] = [0.0; GPT2_124M_WORKSPACE_WORDS];
 
 /// Token ids of an encoded text prompt.
 static mut TOKENS: [u32; MAX_PROMPT] = [0; MAX_PROMPT];
@@ -28,8 +24,8 @@ unsafe extern "C" {
     static _stack_end: u32;
     /// Top of the stack, where the statics begin (`memory.x`).
     static _stack_start: u32;
-    /// End of the statics (cortex-m-rt's `link.x`): the KV cache starts here.
-    static mut __sheap: u8;
+    /// End of the statics (cortex-m-rt's `link.x`, word aligned): the arena starts here.
+    static mut __sheap: u32;
     /// End of RAM (`memory.x`).
     static _kv_end: u8;
 }
@@ -43,10 +39,8 @@ pub struct Map {
     pub stack: usize,
     /// `.data` and `.bss`.
     pub statics: usize,
-    /// Of the statics, core's workspace.
-    pub workspace: usize,
-    /// The KV cache.
-    pub kv: usize,
+    /// The arena split per request between workspace and KV cache.
+    pub arena: usize,
 }
 
 /// Where the regions lie, from the linker's symbols.
@@ -60,26 +54,28 @@ pub fn map() -> Map {
         total: end.saturating_sub(stack_end),
         stack: stack_start.saturating_sub(stack_end),
         statics: heap.saturating_sub(stack_start),
-        workspace: 4 * GPT2_124M_WORKSPACE_WORDS,
-        kv: end.saturating_sub(heap),
+        arena: end.saturating_sub(heap) / 4 * 4,
     }
 }
 
-/// The workspace and KV cache; `None` after the first call.
+/// The arena can hold GPT-2 124M's workspace at batch 1.
+const _: () = assert!(4 * GPT2_124M_WORKSPACE_WORDS < 520 * 1024);
+
+/// The arena and the prompt buffers; `None` after the first call.
 pub fn take() -> Option<Memory<'static>> {
     if TAKEN.swap(true, Ordering::AcqRel) {
         return None;
     }
-    let kv_len = map().kv;
-    let kv_start = addr_of_mut!(__sheap);
-    // SAFETY: this runs once (TAKEN), so the regions are never aliased. WORKSPACE, TOKENS and
-    // BPE are statics nobody else names. [__sheap, _kv_end) is RAM the linker left to no section;
-    // it is zeroed before a slice is made of it.
+    let words = map().arena / 4;
+    let start = addr_of_mut!(__sheap).cast::<f32>();
+    // SAFETY: this runs once (TAKEN), so the regions are never aliased. TOKENS and BPE are
+    // statics nobody else names. [__sheap, _kv_end) is word-aligned RAM the linker left to no
+    // section and the stack does not reach (it is below the statics); it is zeroed (0.0f32)
+    // before a slice is made of it.
     unsafe {
-        core::ptr::write_bytes(kv_start, 0, kv_len);
+        core::ptr::write_bytes(start, 0, words);
         Some(Memory {
-            workspace: &mut *addr_of_mut!(WORKSPACE),
-            kv: core::slice::from_raw_parts_mut(kv_start, kv_len),
+            ram: core::slice::from_raw_parts_mut(start, words),
             tokens: &mut *addr_of_mut!(TOKENS),
             bpe: &mut *addr_of_mut!(BPE),
         })

@@ -33,6 +33,10 @@ impl Spill for HostSpill<'_> {
         self.path.unwrap_or_default()
     }
 
+    fn available(&self) -> Result<(), &'static str> {
+        self.path.map(|_| ()).ok_or(HINT)
+    }
+
     fn open(&mut self, bytes: u64) -> Result<HostFile, SpillError<FileError>> {
         let path = self.path.ok_or(SpillError::Unavailable { hint: HINT })?;
         HostFile::create(path, bytes).map_err(|error| match error {

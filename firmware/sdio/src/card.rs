@@ -97,6 +97,11 @@ pub enum Error {
     },
     /// Read or write before a successful [`Card::init`].
     NotInitialized,
+    /// A transfer of `bytes` bytes, which is not a whole number of blocks.
+    PartialBlock {
+        /// Bytes asked for.
+        bytes: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -130,6 +135,9 @@ impl fmt::Display for Error {
                 write!(f, "blocks {start}+{count} are beyond the card's {blocks}")
             }
             Self::NotInitialized => write!(f, "the card is not initialised"),
+            Self::PartialBlock { bytes } => {
+                write!(f, "a transfer of {bytes} bytes is not a whole number of 512-byte blocks")
+            }
         }
     }
 }

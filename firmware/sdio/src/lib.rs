@@ -9,7 +9,7 @@
 #![cfg_attr(not(test), no_std)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-#[cfg(feature = "block-device")]
+#[cfg(feature = "board")]
 pub mod block_device;
 pub mod card;
 pub mod command;

@@ -232,18 +232,22 @@ fn out_of_range_and_uninitialised_requests_are_refused() {
     assert_eq!(card.state_machine().count(18), 0);
 }
 
-#[cfg(feature = "block-device")]
+#[cfg(feature = "board")]
 #[test]
 fn the_block_device_identifies_on_first_use_and_reads_in_one_command() {
-    use embedded_sdmmc::{Block, BlockDevice, BlockIdx};
+    use picogpt_board::block::BlockDevice;
+    use picogpt_board::meter::Metered;
     use picogpt_sdio::block_device::SdioCard;
 
-    let device = SdioCard::new(card(Behaviour::default()));
-    assert_eq!(device.num_blocks().expect("size").0, 2048);
-    let mut blocks = [Block::new(), Block::new(), Block::new()];
-    device.read(&mut blocks, BlockIdx(30)).expect("read");
-    assert_eq!(blocks[1].contents, block_at(31));
-    let log = device.card().borrow_mut().state_machine().log.clone();
+    let mut device = SdioCard::new(card(Behaviour::default()));
+    assert_eq!(device.block_count().expect("size"), 2048);
+    let mut buf = [0u8; 3 * 512];
+    device.read_blocks(30, &mut buf).expect("read");
+    assert_eq!(buf[512..1024], block_at(31));
+    let log = device.card().state_machine().log.clone();
     assert_eq!(log[log.len() - 2..], [18, 12]);
+    let traffic = device.traffic();
+    assert_eq!((traffic.multi_reads, traffic.blocks_read, traffic.commands), (1, 3, 2));
+    assert_eq!(device.read_blocks(30, &mut buf[..700]), Err(Error::PartialBlock { bytes: 700 }));
     assert_eq!(device.restart().expect("again"), 2048 * 512);
 }

@@ -5,12 +5,14 @@ use std::process::Command;
 
 use anyhow::{Result, anyhow, bail};
 use host_tools::bench::{BenchRow, bench_pack, kv_bytes, pico2_seconds};
+use host_tools::board_model;
 use host_tools::checkpoint::{self, WriteOptions};
+use host_tools::file_storage::FileStorage;
 use host_tools::guard::{self, Output};
 use host_tools::pack::PackOptions;
 use host_tools::synth;
 use host_tools::tokenizer::Tokenizer;
-use picogpt_core::{Activations, MatrixFormat, ModelConfig};
+use picogpt_core::{Activations, MatrixFormat, Model, ModelConfig};
 
 use super::pack::{INT8_BLOCK, pack_folder};
 
@@ -39,6 +41,13 @@ pub struct Args {
     /// firmware's instruction count), for the Pico 2 estimate.
     #[arg(long)]
     m33_instructions: Option<u64>,
+    /// Instead of timing the host: the timing model of an SD board (pico2, esp32c6) for the
+    /// int8 pack of `--model-dir` (see host_tools::board_model).
+    #[arg(long, value_parser = ["pico2", "esp32c6"])]
+    board: Option<String>,
+    /// SD commands per token for `--board` (measured on qemu-rv32's emulated card).
+    #[arg(long, default_value_t = 22)]
+    sd_commands: u64,
 }
 
 pub fn main(args: Args) -> Result<()> {
@@ -47,6 +56,9 @@ pub fn main(args: Args) -> Result<()> {
     }
     guard::check_outputs(&[Output::folder("--model-dir", &args.model_dir)], &[])?;
     let config = ensure_checkpoint(&args.model_dir)?;
+    if let Some(board) = &args.board {
+        return board_table(&args.model_dir, board, args.sd_commands);
+    }
     let configs = [
         ("f32", MatrixFormat::F32, Activations::F32),
         ("f16", MatrixFormat::F16, Activations::F32),
@@ -74,6 +86,22 @@ pub fn main(args: Args) -> Result<()> {
     if let Some(instructions) = args.m33_instructions {
         print_pico2(&rows, instructions, &config);
     }
+    Ok(())
+}
+
+/// Prints `host_tools::board_model`'s table for `board` over the int8 pack of `dir`.
+fn board_table(dir: &Path, board: &str, commands: u64) -> Result<()> {
+    let pack = dir.join("model-int8.pgpt");
+    if !pack.exists() {
+        println!("packing {}", pack.display());
+        let opts = PackOptions::new(MatrixFormat::Int8 { block: INT8_BLOCK }, true);
+        pack_folder(dir, &pack, &opts, true)?;
+    }
+    let storage = FileStorage::open(&pack).map_err(|e| anyhow!("{}: {e}", pack.display()))?;
+    let model = Model::open(storage).map_err(|e| anyhow!("{}: {e}", pack.display()))?;
+    let board = if board == "pico2" { &board_model::PICO2 } else { &board_model::ESP32C6 };
+    let assumptions = board_model::Assumptions::default();
+    print!("{}", board_model::report(model.layout(), board, commands, &assumptions));
     Ok(())
 }
 

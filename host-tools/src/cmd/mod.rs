@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod download;
 pub mod eval;
+pub mod flash_pack;
 pub mod info;
 pub mod pack;
 pub mod reference;

@@ -7,11 +7,6 @@ use host_tools::guard::{self, Output};
 use host_tools::partial;
 use host_tools::uf2::{self, Image};
 
-/// Where the Pico 2 firmware looks for a pack in flash (`firmware/pico2/src/flash.rs`).
-const PICO2_PACK_ADDRESS: u32 = 0x1010_0000;
-/// End of the Pico 2's 4 MiB flash.
-const PICO2_FLASH_END: u32 = 0x1040_0000;
-
 #[derive(clap::Args)]
 pub struct Args {
     /// Firmware ELF: its loadable segments go to their physical addresses.
@@ -22,6 +17,10 @@ pub struct Args {
     /// Flash address of `--bin`: 4 KiB-aligned (an erase sector), in the XIP window.
     #[arg(long, value_parser = address, default_value = "0x10100000")]
     base: u32,
+    /// The board's flash (the Pico 2 has 4M; boards with more: 8M, 16M): nothing may be
+    /// written past it, where addresses wrap around and would erase the firmware's start.
+    #[arg(long, value_parser = size, default_value = "4M")]
+    flash_size: u32,
     /// UF2 family: rp2350-arm-s (the Pico 2's firmware), rp2350-riscv, rp2350-arm-ns,
     /// rp2040, absolute, data, or a number such as 0xe48bff59.
     #[arg(long, value_parser = family, default_value = "rp2350-arm-s")]
@@ -61,16 +60,22 @@ pub fn main(args: Args) -> Result<()> {
         let named = |e: &dyn std::fmt::Display| anyhow!("{}: {e}", path.display());
         let bytes = std::fs::read(path).map_err(|e| named(&e))?;
         check_base(args.base, bytes.len())?;
-        image.add(args.base, &bytes).map_err(|e| named(&e))?;
         let end = u64::from(args.base) + bytes.len() as u64;
-        println!("{}: {} bytes at {:#010x}..{end:#010x}", path.display(), bytes.len(), args.base);
-        if args.base == PICO2_PACK_ADDRESS && end > u64::from(PICO2_FLASH_END) {
-            println!(
-                "note: this ends beyond a Pico 2's 4 MiB of flash ({PICO2_FLASH_END:#010x}): \
-                 its firmware reads a pack of at most {} bytes there",
-                PICO2_FLASH_END - PICO2_PACK_ADDRESS
+        let flash_end = u64::from(uf2::FLASH_START) + u64::from(args.flash_size);
+        if end > flash_end {
+            bail!(
+                "{}: {} bytes at {:#010x} end at {end:#010x}, past the {} MiB of flash \
+                 (it ends at {flash_end:#010x}; past it addresses wrap and would erase the \
+                 firmware's start): use a smaller pack (host-tools pack --no-tokenizer leaves \
+                 1.5 MB out), a lower --base, or give --flash-size for a bigger board",
+                path.display(),
+                bytes.len(),
+                args.base,
+                args.flash_size >> 20
             );
         }
+        image.add(args.base, &bytes).map_err(|e| named(&e))?;
+        println!("{}: {} bytes at {:#010x}..{end:#010x}", path.display(), bytes.len(), args.base);
     }
     let uf2 = image.to_uf2(args.family);
     partial::write(&args.out, &uf2).map_err(|e| anyhow!("{}: {e}", args.out.display()))?;
@@ -99,6 +104,24 @@ fn check_base(base: u32, len: usize) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A flash size: bytes, or with a K or M suffix (`4M`).
+pub fn size(text: &str) -> Result<u32, String> {
+    let upper = text.to_ascii_uppercase();
+    let (digits, unit) = match upper.strip_suffix('M').or_else(|| upper.strip_suffix("MB")) {
+        Some(d) => (d, 1 << 20),
+        None => match upper.strip_suffix('K') {
+            Some(d) => (d, 1 << 10),
+            None => (upper.as_str(), 1),
+        },
+    };
+    digits
+        .parse::<u32>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{text:?} is not a flash size such as 4M or 16M"))
 }
 
 /// A hexadecimal (`0x…`) or decimal address.

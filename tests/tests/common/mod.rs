@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod corpus;
+pub mod firmware;
 
 use std::path::{Path, PathBuf};
 
