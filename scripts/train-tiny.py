@@ -455,7 +455,8 @@ def main():
             "tokens_seen": steps_done * args.batch * args.n_ctx, "lr": args.lr,
             "warmup": args.warmup, "weight_decay": args.weight_decay,
             "autocast": args.autocast, "threads": args.threads, "wall_seconds": round(wall, 1),
-            "machine": f"{platform.machine()} {platform.processor() or ''} ({os.cpu_count()} CPUs, shared)".strip(),
+            "machine": " ".join(filter(None, [platform.machine(), platform.processor()]))
+                       + f" ({os.cpu_count()} CPUs, shared)",
             "torch": torch.__version__,
         },
         "losses": {"history": history, "final_on_stored_weights": final},

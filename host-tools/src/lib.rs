@@ -7,6 +7,7 @@ pub mod eval;
 pub mod faults;
 pub mod file_storage;
 pub mod hub;
+pub mod learned;
 pub mod output;
 pub mod pack;
 pub mod prefetch;

@@ -55,8 +55,9 @@ fn open(pack: &Path) -> Result<Model<FileStorage>> {
 pub fn encode(args: EncodeArgs) -> Result<()> {
     let text = match (&args.text, &args.file) {
         (Some(text), _) => text.clone(),
-        (None, Some(path)) => std::fs::read_to_string(path)
-            .map_err(|e| anyhow!("reading {}: {e}", path.display()))?,
+        (None, Some(path)) => {
+            std::fs::read_to_string(path).map_err(|e| anyhow!("reading {}: {e}", path.display()))?
+        }
         (None, None) => return Err(anyhow!("give a text or --file")),
     };
     let ids = match &args.pack {

@@ -3,12 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, anyhow, bail};
-use host_tools::uf2::{self, Image};
-
-/// Where the Pico 2 firmware looks for a pack in flash (`firmware/pico2/src/flash.rs`).
-const PICO2_PACK_ADDRESS: u32 = 0x1010_0000;
-/// End of the Pico 2's 4 MiB flash.
-const PICO2_FLASH_END: u32 = 0x1040_0000;
+use host_tools::uf2::{self, Image, PICO2_FLASH_END, PICO2_PACK_ADDRESS};
 
 #[derive(clap::Args)]
 pub struct Args {
