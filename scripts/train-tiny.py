@@ -28,7 +28,11 @@ Usage (from the repository root, after `cargo build --release -p host-tools`; th
 requirements are in scripts/train-tiny-requirements.txt, outside the project's build and CI):
 
   python3 scripts/train-tiny.py --out weights/kjv-4x128 --n-layer 4 --n-embd 128 --n-head 4 \\
-      --steps 1500 --passage-out data/kjv-ruth-1.txt
+      --n-ctx 256 --steps 1200 --seed 1 --passage-out data/kjv-ruth-1.txt
+
+(weights/README.md has the commands of both shipped models and what they measured.) Tokens
+that never occur in the training text share one embedding row: see `Gpt2` and the
+`vocabulary` entry of training.json.
 """
 
 import argparse
