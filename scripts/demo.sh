@@ -25,9 +25,9 @@ run "$tools" uf2 --bin "$out/kjv-4x32-int4.pgpt" -o "$out/kjv-4x32-int4.uf2"
 run "$tools" run "$out/kjv-4x32-int4.pgpt" "And the king said unto" -n 8 --quiet
 cat <<'NOTE'
 
-These are tiny GPT-2-architecture models trained here, on one CPU in under an hour, on the
-King James Bible (weights/README.md), with GPT-2's real tokenizer: English words in the
-Bible's style, not OpenAI's GPT-2. The last one is the pack a Pico 2 without an SD card runs
+These are tiny GPT-2-architecture models trained here, in 55 minutes on two shared CPU
+cores, on the King James Bible (weights/README.md), with GPT-2's real tokenizer: English
+words in the Bible's style, not OpenAI's GPT-2. The last one is the pack a Pico 2 without an SD card runs
 from its flash (the UF2 above puts it at 0x10100000; firmware/README.md). With internet,
 OpenAI's GPT-2 is one command away (downloads and packs it on first use; see README.md,
 "Real GPT-2 weights"):
