@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The demo: synthesize a small GPT-2-architecture checkpoint (SYNTHETIC weights, not
-# OpenAI's), pack it int8, and run core's streaming forward pass on it, printing each token
-# with its top-3 candidates. Every step is a plain host-tools command, echoed before it runs.
+# The demo: pack the small learned GPT-2 shipped in weights/ (4 layers x 128, trained on this
+# project's machines on the King James Bible by scripts/train-tiny.py: a tiny model, NOT
+# OpenAI's GPT-2) int8, and run core's streaming forward pass on it, printing each token with
+# its top-3 candidates; then the 4 x 32 model as the int4 pack that fits a Pico 2's flash.
+# Every step is a plain host-tools command, echoed before it runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${DEMO_DIR:-out/demo}
@@ -18,14 +20,20 @@ if [ ! -x "$tools" ]; then
   echo "later runs rebuild only what changed."
 fi
 run cargo build --release -p host-tools
-run "$tools" synth --out "$out/model" --seed 1 --n-layer 4 --n-embd 256 --n-head 8 --n-ctx 256
-run "$tools" pack "$out/model" -o "$out/model-int8.pgpt" --quant int8
-run "$tools" run "$out/model-int8.pgpt" "Alan Turing theorized that computers would one day become" -n 8 --chunk-bytes 4096
+mkdir -p "$out"
+run "$tools" pack weights/kjv-4x128 -o "$out/kjv-4x128-int8.pgpt" --quant int8
+run "$tools" run "$out/kjv-4x128-int8.pgpt" "And the king said unto" -n 8 --chunk-bytes 4096
+run "$tools" run "$out/kjv-4x128-int8.pgpt" "Alan Turing theorized that computers would one day become" --quiet --temperature 0.8 --top-k 40 --seed 1
+run "$tools" pack weights/kjv-4x32 -o "$out/kjv-4x32-int4.pgpt" --quant int4 --keep-int8 none
+run "$tools" uf2 --bin "$out/kjv-4x32-int4.pgpt" -o "$out/kjv-4x32-int4.uf2"
+run "$tools" run "$out/kjv-4x32-int4.pgpt" "And the king said unto" -n 8 --quiet
 cat <<'NOTE'
 
-The weights above are synthetic (deterministic from the seed, GPT-2 architecture and
-statistics) while the tokenizer is GPT-2's real one, so the text is real tokens in
-random order, not English. With internet, OpenAI's GPT-2 is one command away (downloads
-and packs it on first use; see README.md, "Real GPT-2 weights"):
+These are tiny GPT-2-architecture models trained here, in 55 minutes on two shared CPU
+cores, on the King James Bible (weights/README.md), with GPT-2's real tokenizer: English
+words in the Bible's style, not OpenAI's GPT-2. The last one is the pack a Pico 2 without an SD card runs
+from its flash (the UF2 above puts it at 0x10100000; firmware/README.md). With internet,
+OpenAI's GPT-2 is one command away (downloads and packs it on first use; see README.md,
+"Real GPT-2 weights"):
   target/release/host-tools run "Alan Turing theorized that computers would one day become" --model_size 124M --models_dir models
 NOTE

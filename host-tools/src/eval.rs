@@ -10,14 +10,18 @@
 use std::io;
 use std::path::Path;
 
-use picogpt_core::{KvFormat, LogitSink, Model, ModelConfig, RamKv, Storage, WorkspaceSpec};
+use picogpt_core::format::NO_LAYER;
+use picogpt_core::{
+    Activations, KvFormat, LogitSink, MatrixFormat, Model, ModelConfig, RamKv, Storage,
+    WorkspaceSpec,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::file_storage::FileStorage;
 use crate::reference::{ReferenceError, Session};
 use crate::weights::Gpt2Weights;
 
-/// Lincoln's Gettysburg Address (public domain): the text `eval` reads by default.
+/// Lincoln's Gettysburg Address (public domain): a text for `eval --text`.
 pub const GETTYSBURG: &str = include_str!("../../data/gettysburg.txt");
 
 /// Why an evaluation failed.
@@ -128,11 +132,13 @@ impl Reference {
 pub struct EvalOptions {
     /// Bytes per storage read.
     pub chunk_bytes: usize,
+    /// How activations meet int8 and int4 weights.
+    pub activations: Activations,
 }
 
 impl Default for EvalOptions {
     fn default() -> Self {
-        Self { chunk_bytes: 64 * 1024 }
+        Self { chunk_bytes: 64 * 1024, activations: Activations::F32 }
     }
 }
 
@@ -141,7 +147,8 @@ impl Default for EvalOptions {
 pub struct PackQuality {
     /// The pack file.
     pub path: String,
-    /// Its weight format (`f32`, `f16`, `int8 (blocks of 32)`, …).
+    /// Its weight format (`f32`, `f16`, `int8 (blocks of 32)`, …), followed by
+    /// ` + int8 activations` when quantized weights met int8 activations.
     pub format: String,
     /// File size in bytes.
     pub file_bytes: u64,
@@ -205,7 +212,7 @@ pub fn eval_pack(
     let (mut model, file_bytes) = open_pack(path, &reference.config)?;
     let config = reference.config;
     let tokens = reference.tokens();
-    let spec = WorkspaceSpec::new(1, opts.chunk_bytes);
+    let spec = WorkspaceSpec::new(1, opts.chunk_bytes).with_activations(opts.activations);
     let mut ws_mem = vec![0.0f32; model.workspace_bytes(&spec).div_ceil(4)];
     let mut ws = model.workspace(&spec, &mut ws_mem).map_err(|e| core(&e))?;
     let mut kv_mem = vec![0u8; RamKv::bytes_per_position(&config, KvFormat::F32) * tokens.len()];
@@ -219,7 +226,18 @@ pub fn eval_pack(
         totals.add(&compare(reference.row(pos), &sink.0, tokens.get(pos + 1).copied()));
         progress(pos + 1, tokens.len());
     }
-    let format = model.layout().quant().matrices.to_string();
+    let quant = model.layout().quant();
+    let matrices = quant.matrices;
+    let mut format = matrices.to_string();
+    for o in &quant.overrides {
+        let name = o.kind.hf_name().trim_end_matches(".weight");
+        let block = if o.layer == NO_LAYER { String::new() } else { format!("h.{}.", o.layer) };
+        format.push_str(&format!(", {block}{name} {}", o.format));
+    }
+    let quantized = !matches!(matrices, MatrixFormat::F32 | MatrixFormat::F16);
+    if quantized && opts.activations == Activations::Int8 {
+        format.push_str(" + int8 activations");
+    }
     Ok(totals.finish(name, format, file_bytes, reference.perplexity))
 }
 

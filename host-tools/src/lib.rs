@@ -9,6 +9,7 @@ pub mod faults;
 pub mod file_storage;
 pub mod guard;
 pub mod hub;
+pub mod learned;
 pub mod pack;
 pub mod partial;
 pub mod prefetch;

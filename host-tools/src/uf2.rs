@@ -71,6 +71,11 @@ pub const RP2350_ARM_NS: u32 = 0xe48b_ff5b;
 pub const FLASH_START: u32 = 0x1000_0000;
 /// End of the XIP flash window (16 MiB).
 pub const FLASH_END: u32 = 0x1100_0000;
+/// Where the Pico 2 firmware looks for a pack in its flash (`firmware/pico2/src/flash.rs`).
+pub const PICO2_PACK_ADDRESS: u32 = 0x1010_0000;
+/// End of the Pico 2's 4 MiB flash: a pack in flash has `PICO2_FLASH_END - PICO2_PACK_ADDRESS`
+/// (3 MiB) at most.
+pub const PICO2_FLASH_END: u32 = 0x1040_0000;
 /// Bytes of a flash erase sector.
 pub const SECTOR_BYTES: u32 = 4096;
 /// Where picotool aims the RP2350-E10 workaround block: the window's last page.

@@ -139,6 +139,9 @@ fn text_in_text_out_like_picogpt() {
     assert_eq!(host_tools(&["encode", seed]), expected);
     assert_eq!(host_tools(&["encode", "--pack", &s(&pack), seed]), expected);
     assert_eq!(host_tools(&["encode", "--model-dir", &s(&model), seed]), expected);
+    let text_file = dir.join("seed.txt");
+    std::fs::write(&text_file, seed).unwrap();
+    assert_eq!(host_tools(&["encode", "--file", &s(&text_file)]), expected);
     assert_eq!(host_tools(&["decode", "36235,39141,18765"]), "Alan Turing theor\n");
     assert_eq!(host_tools(&["decode", "--pack", &s(&pack), "36235,39141"]), "Alan Turing\n");
 

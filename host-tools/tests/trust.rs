@@ -92,7 +92,9 @@ fn eval_prints_a_table_and_writes_json() {
         (dir.join("f32.pgpt"), dir.join("int8.pgpt"), dir.join("eval.json"));
     let out =
         succeeds(&["eval", s(&dir.join("model")), s(&f32_pack), s(&int8_pack), "--json", s(&json)]);
-    assert!(out.contains("data/gettysburg.txt: 331 tokens, reading the first 32"), "{out}");
+    let passage =
+        "data/kjv-ruth-1.txt (Ruth 1, held out of training): 238 tokens, reading the first 32";
+    assert!(out.contains(passage), "{out}");
     assert!(out.contains("perplexity") && out.contains("int8 (blocks of 32)"), "{out}");
     let report = EvalReport::read(&json).unwrap();
     assert_eq!(report.tokens, 32);
@@ -106,4 +108,42 @@ fn eval_prints_a_table_and_writes_json() {
     assert!(out.contains("--tokens: 3 tokens"), "{out}");
     let err = fails(&["eval", s(&dir.join("model")), s(&f32_pack), "--tokens", "464"]);
     assert!(err.contains("evaluation needs at least 2"), "{err}");
+}
+
+#[test]
+fn eval_without_packs_packs_every_format_and_reads_both_activation_paths() {
+    let dir = model();
+    let gettysburg = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/gettysburg.txt");
+    let json = dir.join("eval-default.json");
+    let out = succeeds(&["eval", s(&dir.join("model")), "--text", gettysburg, "--json", s(&json)]);
+    assert!(out.contains("gettysburg.txt: 331 tokens, reading the first 32"), "{out}");
+    let report = EvalReport::read(&json).unwrap();
+    let formats: Vec<&str> = report.packs.iter().map(|q| q.format.as_str()).collect();
+    assert_eq!(
+        formats,
+        [
+            "f32",
+            "f16",
+            "int8 (blocks of 32)",
+            "int8 (blocks of 32) + int8 activations",
+            "int4 (blocks of 32), wte int8 (blocks of 32)",
+            "int4 (blocks of 32), wte int8 (blocks of 32) + int8 activations",
+        ]
+    );
+    assert_eq!(report.packs[0].path, "(made here) model-f32.pgpt");
+    assert!(report.packs[0].mean_kl < 1e-8, "{:?}", report.packs[0]);
+    // The int8 activation path is a different computation: it moves the logits.
+    assert!(report.packs[3].max_abs_logit_error != report.packs[2].max_abs_logit_error);
+}
+
+#[test]
+fn eval_defaults_to_the_learned_model_and_its_held_out_passage() {
+    let out = succeeds(&["eval"]);
+    assert!(out.contains("weights/kjv-4x128"), "{out}");
+    assert!(
+        out.contains("data/kjv-ruth-1.txt (Ruth 1, held out of training): 238 tokens"),
+        "{out}"
+    );
+    let rows = out.lines().filter(|l| l.starts_with("(made here) model-")).count();
+    assert_eq!(rows, 6, "{out}");
 }

@@ -172,6 +172,36 @@ fn a_text_prompt_is_encoded_on_the_board_as_the_host_encodes_it() {
     assert_eq!(step_lines(&out.stdout).0[..expected.len()], expected, "{}", out.stdout);
 }
 
+/// The learned 4 × 32 model packed int4 everywhere, the pack a Pico 2 without an SD card
+/// reads from its flash (here QEMU reads it from a host file): the emulated M33 prints the
+/// host's English, bit for bit.
+#[test]
+fn the_learned_flash_sized_model_prints_english_on_the_m33() {
+    let Some(elf) = firmware() else { return };
+    let checkpoint = Path::new(host_tools::learned::KJV_4X32_DIR);
+    let opts = host_tools::pack::PackOptions {
+        overrides: Vec::new(),
+        ..host_tools::pack::PackOptions::new(MatrixFormat::Int4, true)
+    };
+    let pack = Fixture::read("qemu_m33_learned", checkpoint).pack_with("int4-flash", &opts);
+    let text = "And the king said unto";
+    let run_opts = RunOptions::with_prompt(Prompt::Text(text.into()), 8);
+    let (expected, steps) = host_lines(&pack, &run_opts);
+    let mut args = vec![pack.to_str().unwrap()];
+    args.extend(text.split(' '));
+    args.extend(["-n", "8", "--bits"]);
+    let out = qemu(elf, &args);
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
+    let (printed, bits) = step_lines(&out.stdout);
+    assert_eq!(printed[..expected.len()], expected, "{}", out.stdout);
+    assert_eq!(bits, host_bits(&steps));
+    let generated = expected.last().unwrap();
+    println!("qemu-m33, learned 4 x 32 int4: {text:?} ->{generated:?}");
+    // Words of the corpus, not stray tokens: ASCII letters, spaces and punctuation only.
+    let prose = |c: char| c.is_ascii_alphabetic() || c.is_ascii_punctuation() || c == ' ';
+    assert!(generated.chars().all(prose), "{generated:?}");
+}
+
 #[test]
 fn a_pack_without_a_tokenizer_takes_token_ids_only() {
     let Some(elf) = firmware() else { return };

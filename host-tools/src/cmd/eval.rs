@@ -5,26 +5,38 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow, bail};
 use host_tools::checkpoint;
-use host_tools::eval::{EvalOptions, EvalReport, GETTYSBURG, Reference, eval_pack, open_pack};
+use host_tools::eval::{EvalOptions, EvalReport, PackQuality, Reference, eval_pack, open_pack};
 use host_tools::guard::{self, Output};
+use host_tools::learned::{KJV_4X128_DIR, KJV_PASSAGE, KJV_PASSAGE_NAME};
+use host_tools::pack::PackOptions;
 use host_tools::tokenizer::Tokenizer;
 use indicatif::{ProgressBar, ProgressStyle};
+use picogpt_core::Activations;
+
+use super::pack::{INT8_BLOCK, QuantArg, pack_folder};
+use super::run::ActivationsArg;
 
 use super::TokenIds;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Checkpoint folder (config.json, model.safetensors) the packs were made from.
-    model_dir: PathBuf,
-    /// Packed files to compare with the checkpoint's f32 reference.
-    #[arg(required = true)]
+    /// Checkpoint folder (config.json, model.safetensors) the packs were made from (default:
+    /// the learned 4 × 128 model shipped in weights/kjv-4x128).
+    model_dir: Option<PathBuf>,
+    /// Packed files to compare with the checkpoint's f32 reference (default: the checkpoint
+    /// packed f32, f16, int8 and int4 into a temporary folder, the int8 and int4 packs read
+    /// with f32 and with int8 activations).
     packs: Vec<PathBuf>,
-    /// Text to read (default: the Gettysburg Address shipped in data/gettysburg.txt).
+    /// Text to read (default: the held-out passage of the learned models' corpus,
+    /// data/kjv-ruth-1.txt; data/gettysburg.txt is another).
     #[arg(long, conflicts_with = "tokens")]
     text: Option<PathBuf>,
     /// Token ids to read instead of a text, comma-separated.
     #[arg(long, value_parser = super::token_ids)]
     tokens: Option<TokenIds>,
+    /// How the given packs' int8 or int4 weights meet the activations.
+    #[arg(long, value_enum, default_value_t = ActivationsArg::F32)]
+    activations: ActivationsArg,
     /// Also write the results as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -33,16 +45,29 @@ pub struct Args {
     chunk_bytes: usize,
 }
 
+/// The packs `eval` makes when none are given: format, and whether to read it a second time
+/// with int8 activations.
+const DEFAULT_FORMATS: [(QuantArg, bool); 4] = [
+    (QuantArg::F32, false),
+    (QuantArg::F16, false),
+    (QuantArg::Int8, true),
+    (QuantArg::Int4, true),
+];
+
 pub fn main(args: Args) -> Result<()> {
-    guard::checkpoint_folder(&args.model_dir)?;
+    let model_dir = args.model_dir.clone().unwrap_or_else(|| {
+        let shipped = PathBuf::from(KJV_4X128_DIR);
+        shipped.canonicalize().unwrap_or(shipped)
+    });
+    guard::checkpoint_folder(&model_dir)?;
     if let Some(json) = &args.json {
-        let mut inputs = guard::checkpoint_files(&args.model_dir);
+        let mut inputs = guard::checkpoint_files(&model_dir);
         inputs.extend(args.packs.iter().cloned());
         inputs.extend(args.text.iter().cloned());
         let out = Output::file("--json", json).instead(guard::did_you_mean("--json eval.json"));
         guard::check_outputs(&[out], &inputs)?;
     }
-    let weights = checkpoint::load(&args.model_dir)?;
+    let weights = checkpoint::load(&model_dir)?;
     let config = weights.config;
     // Every pack is checked before the reference's pass, which takes minutes on 124M.
     for pack in &args.packs {
@@ -53,7 +78,7 @@ pub fn main(args: Args) -> Result<()> {
         (Some(ids), _) => (ids.0.clone(), "--tokens".to_owned()),
         (None, text) => {
             let tokenizer =
-                Tokenizer::for_pack(&args.model_dir, config.vocab_size)?.ok_or_else(|| {
+                Tokenizer::for_pack(&model_dir, config.vocab_size)?.ok_or_else(|| {
                     anyhow!("vocabulary of {} is not GPT-2's: give --tokens", config.vocab_size)
                 })?;
             let (text, source) = read_text(text.as_deref())?;
@@ -70,18 +95,30 @@ pub fn main(args: Args) -> Result<()> {
     }
     let reference = Reference::new(&weights, &tokens)?;
     println!(
-        "{source}: {} tokens; f32 reference perplexity {:.4}",
+        "{}: {source}: {} tokens; f32 reference perplexity {:.4}",
+        model_dir.display(),
         tokens.len(),
         reference.perplexity()
     );
-    let opts = EvalOptions { chunk_bytes: args.chunk_bytes };
+    // Packs made here live in a temporary folder that is removed at the end.
+    let scratch = tempfile::Builder::new().prefix("eval-").tempdir()?;
+    let runs = if args.packs.is_empty() {
+        default_packs(&model_dir, scratch.path())?
+    } else {
+        args.packs.iter().map(|p| (p.clone(), args.activations.into())).collect()
+    };
     let style = ProgressStyle::with_template("{bar:40} {pos}/{len} positions {wide_msg}")?;
     let mut packs = Vec::new();
-    for path in &args.packs {
+    for (path, activations) in &runs {
+        let opts = EvalOptions { chunk_bytes: args.chunk_bytes, activations: *activations };
         let bar = ProgressBar::new(tokens.len() as u64).with_style(style.clone());
         bar.set_message(path.display().to_string());
-        let quality = eval_pack(path, &reference, &opts, |done, _| bar.set_position(done as u64))?;
+        let mut quality =
+            eval_pack(path, &reference, &opts, |done, _| bar.set_position(done as u64))?;
         bar.finish_and_clear();
+        if path.starts_with(scratch.path()) {
+            quality.path = format!("(made here) {}", file_name(path));
+        }
         packs.push(quality);
     }
     let report = EvalReport {
@@ -90,17 +127,36 @@ pub fn main(args: Args) -> Result<()> {
         reference_perplexity: reference.perplexity(),
         packs,
     };
-    print_table(&report);
+    print_table(&report.packs);
     if let Some(out) = &args.json {
         report.write(out).map_err(|e| anyhow!("writing {}: {e}", out.display()))?;
     }
     Ok(())
 }
 
+/// Packs `model_dir` in [`DEFAULT_FORMATS`] into `dir`: the runs to evaluate.
+fn default_packs(model_dir: &Path, dir: &Path) -> Result<Vec<(PathBuf, Activations)>> {
+    let mut runs = Vec::new();
+    for (quant, with_int8_activations) in DEFAULT_FORMATS {
+        let out = dir.join(format!("model-{}.pgpt", quant.name()));
+        println!("packing {} as {}", model_dir.display(), quant.name());
+        pack_folder(model_dir, &out, &PackOptions::new(quant.matrices(INT8_BLOCK), true), true)?;
+        runs.push((out.clone(), Activations::F32));
+        if with_int8_activations {
+            runs.push((out, Activations::Int8));
+        }
+    }
+    Ok(runs)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into())
+}
+
 /// The text and how to name it.
 fn read_text(path: Option<&Path>) -> Result<(String, String)> {
     match path {
-        None => Ok((GETTYSBURG.to_owned(), "data/gettysburg.txt".to_owned())),
+        None => Ok((KJV_PASSAGE.to_owned(), KJV_PASSAGE_NAME.to_owned())),
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| anyhow!("reading {}: {e}", path.display()))?;
@@ -109,9 +165,11 @@ fn read_text(path: Option<&Path>) -> Result<(String, String)> {
     }
 }
 
-fn print_table(report: &EvalReport) {
+fn print_table(packs: &[PackQuality]) {
+    let format_width = packs.iter().map(|q| q.format.len()).max().unwrap_or(0).max(6);
+    let path_width = packs.iter().map(|q| q.path.len()).max().unwrap_or(0).max(4);
     println!(
-        "{:<36} {:<20} {:>13} {:>11} {:>9} {:>10} {:>10} {:>7} {:>7} {:>10}",
+        "{:<path_width$} {:<format_width$} {:>13} {:>11} {:>9} {:>10} {:>10} {:>7} {:>7} {:>10}",
         "pack",
         "format",
         "bytes",
@@ -123,9 +181,10 @@ fn print_table(report: &EvalReport) {
         "top-3",
         "max |err|"
     );
-    for q in &report.packs {
+    for q in packs {
         println!(
-            "{:<36} {:<20} {:>13} {:>11.4} {:>9.5} {:>10.3e} {:>10.3e} {:>6.1}% {:>6.1}% {:>10.4}",
+            "{:<path_width$} {:<format_width$} {:>13} {:>11.4} {:>9.5} {:>10.3e} {:>10.3e} {:>6.1}% \
+             {:>6.1}% {:>10.4}",
             q.path,
             q.format,
             q.file_bytes,

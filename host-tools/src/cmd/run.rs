@@ -104,9 +104,18 @@ impl ModelSize {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum ActivationsArg {
+pub enum ActivationsArg {
     F32,
     Int8,
+}
+
+impl From<ActivationsArg> for Activations {
+    fn from(arg: ActivationsArg) -> Self {
+        match arg {
+            ActivationsArg::F32 => Activations::F32,
+            ActivationsArg::Int8 => Activations::Int8,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -156,10 +165,7 @@ pub fn main(args: Args) -> Result<()> {
         prefetch: args.prefetch,
         ram_budget: args.ram_budget,
         sampling,
-        activations: match args.activations {
-            ActivationsArg::F32 => Activations::F32,
-            ActivationsArg::Int8 => Activations::Int8,
-        },
+        activations: args.activations.into(),
         ..RunOptions::with_prompt(prompt, args.generation.n_tokens_to_generate)
     };
     let mut index = 0;

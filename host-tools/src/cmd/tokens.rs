@@ -14,7 +14,11 @@ use super::{TokenIds, join};
 #[derive(clap::Args)]
 pub struct EncodeArgs {
     /// The text.
-    text: String,
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    text: Option<String>,
+    /// Encode this file's text instead (UTF-8), e.g. a training corpus.
+    #[arg(long, value_name = "FILE")]
+    file: Option<PathBuf>,
     /// Use core's on-device encoder over this pack's tokenizer sections.
     #[arg(long, conflicts_with = "model_dir")]
     pack: Option<PathBuf>,
@@ -61,18 +65,25 @@ fn with_tokenizer(pack: &Path) -> Result<Model<FileStorage>> {
 }
 
 pub fn encode(args: EncodeArgs) -> Result<()> {
+    let text = match (&args.text, &args.file) {
+        (Some(text), _) => text.clone(),
+        (None, Some(path)) => {
+            std::fs::read_to_string(path).map_err(|e| anyhow!("reading {}: {e}", path.display()))?
+        }
+        (None, None) => return Err(anyhow!("give a text or --file")),
+    };
     let ids = match &args.pack {
         Some(pack) => {
             let mut model = with_tokenizer(pack)?;
-            let mut scratch = vec![0u32; 2 * args.text.len() + 2];
-            let mut out = vec![0u32; args.text.len()];
+            let mut scratch = vec![0u32; 2 * text.len() + 2];
+            let mut out = vec![0u32; text.len()];
             let n = model
-                .encode(args.text.as_bytes(), &mut scratch, &mut out)
+                .encode(text.as_bytes(), &mut scratch, &mut out)
                 .map_err(|e| anyhow!("{}: {e}", pack.display()))?;
             out.truncate(n);
             out
         }
-        None => host_tokenizer(args.model_dir.as_deref())?.encode(&args.text),
+        None => host_tokenizer(args.model_dir.as_deref())?.encode(&text),
     };
     println!("{}", join(&ids));
     Ok(())

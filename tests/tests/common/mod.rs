@@ -29,11 +29,14 @@ pub const TINY: ModelConfig = ModelConfig {
 /// "Alan Turing theorized that computers would one day become" in GPT-2 tokens.
 pub const PROMPT: [u32; 10] = [36235, 39141, 18765, 1143, 326, 9061, 561, 530, 1110, 1716];
 
-/// A synthetic checkpoint on disk with its packs.
+/// A checkpoint on disk (synthetic, or one shipped in `weights/`) with its packs.
 pub struct Fixture {
-    /// Folder holding config.json, model.safetensors and the packs.
+    /// Folder holding the packs (and, for a synthetic checkpoint, config.json and
+    /// model.safetensors).
     pub dir: PathBuf,
-    /// The weights as synthesized.
+    /// Folder holding config.json and model.safetensors.
+    pub checkpoint: PathBuf,
+    /// The weights as synthesized or read.
     pub weights: Gpt2Weights,
 }
 
@@ -45,16 +48,29 @@ impl Fixture {
         std::fs::create_dir_all(&dir).unwrap();
         let weights = synth::synthesize(config, seed).unwrap();
         checkpoint::write(&dir, &weights, &WriteOptions::default()).unwrap();
-        Self { dir, weights }
+        Self { checkpoint: dir.clone(), dir, weights }
+    }
+
+    /// Reads the checkpoint in `checkpoint` (e.g. one shipped in `weights/`, left untouched);
+    /// its packs go to `CARGO_TARGET_TMPDIR/<name>`.
+    pub fn read(name: &str, checkpoint: &Path) -> Self {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let weights = checkpoint::load(checkpoint).unwrap();
+        Self { dir, checkpoint: checkpoint.to_owned(), weights }
     }
 
     /// Packs the checkpoint (read back from disk, as a user would) into `<name>.pgpt`.
     pub fn pack(&self, name: &str, matrices: MatrixFormat, lm_head_outliers: bool) -> PathBuf {
-        let weights = checkpoint::load(&self.dir).unwrap();
-        let tokenizer = Tokenizer::for_pack(&self.dir, weights.config.vocab_size).unwrap();
+        self.pack_with(name, &PackOptions::new(matrices, lm_head_outliers))
+    }
+
+    /// Packs the checkpoint with `opts` into `<name>.pgpt`.
+    pub fn pack_with(&self, name: &str, opts: &PackOptions) -> PathBuf {
+        let weights = checkpoint::load(&self.checkpoint).unwrap();
+        let tokenizer = Tokenizer::for_pack(&self.checkpoint, weights.config.vocab_size).unwrap();
         let out = self.dir.join(format!("{name}.pgpt"));
-        let opts = PackOptions::new(matrices, lm_head_outliers);
-        pack(&weights, tokenizer.as_ref(), &opts, &out, |_, _, _| {}).unwrap();
+        pack(&weights, tokenizer.as_ref(), opts, &out, |_, _, _| {}).unwrap();
         out
     }
 }
