@@ -18,11 +18,12 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{BLOCK_ELEMS, ModelConfig};
+use crate::kernels::int8::{PAIR_BYTES, int8_row_bytes};
 
 /// First four bytes of every pack.
 pub const MAGIC: [u8; 4] = *b"PGPT";
 /// The format version this crate reads and writes.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// Bytes before the manifest: magic, version, manifest length, manifest CRC32.
 pub const HEADER_BYTES: usize = 16;
 /// Alignment of every tensor in the file: one SD-card sector.
@@ -205,10 +206,12 @@ pub enum DType {
 pub struct TensorFormat {
     /// Element type.
     pub dtype: DType,
-    /// Elements per block (int8: per scale; f32/f16: [`BLOCK_ELEMS`]).
+    /// Elements per block (int8: per scale, a multiple of 32 or a whole row, stored as one
+    /// scale per 32; f32/f16/int4: [`BLOCK_ELEMS`]).
     #[serde(with = "postcard::fixint::le")]
     pub block: u32,
-    /// f16 values appended to each row (the LM head's outlier channels).
+    /// f16 values appended to each row (the LM head's outlier channels), padded with zeros
+    /// to a multiple of 4 bytes.
     #[serde(with = "postcard::fixint::le")]
     pub extras: u32,
 }
@@ -219,21 +222,43 @@ impl TensorFormat {
     /// Plain f16.
     pub const F16: Self = Self { dtype: DType::F16, block: BLOCK_ELEMS as u32, extras: 0 };
 
-    /// Bytes of one block of `block` elements.
-    pub fn block_bytes(&self) -> usize {
-        let n = self.block as usize;
+    /// Bytes of one streaming unit, the smallest piece a row is ever cut into: a block of
+    /// [`BLOCK_ELEMS`] for f32, f16 and int4, a pair of blocks for int8 (whose odd rows end
+    /// with one single block, see [`crate::kernels::int8`]).
+    pub fn unit_bytes(&self) -> usize {
         match self.dtype {
-            DType::F32 => 4 * n,
-            DType::F16 => 2 * n,
-            DType::Int8 => 2 + n,
-            DType::Int4 => 2 + n / 2,
+            DType::F32 => 4 * BLOCK_ELEMS,
+            DType::F16 => 2 * BLOCK_ELEMS,
+            DType::Int8 => PAIR_BYTES,
+            DType::Int4 => 2 + BLOCK_ELEMS / 2,
         }
+    }
+
+    /// Elements of one unit.
+    pub fn unit_elems(&self) -> usize {
+        match self.dtype {
+            DType::Int8 => 2 * BLOCK_ELEMS,
+            _ => BLOCK_ELEMS,
+        }
+    }
+
+    /// Bytes of the weights of one row of `cols` elements (extras excluded).
+    pub fn weight_bytes(&self, cols: usize) -> usize {
+        match self.dtype {
+            DType::Int8 => int8_row_bytes(cols),
+            _ => cols / BLOCK_ELEMS * self.unit_bytes(),
+        }
+    }
+
+    /// Bytes of the f16 extras after each row, padded to a multiple of 4 so that every row
+    /// stays word-aligned.
+    pub fn extras_bytes(&self) -> usize {
+        4 * (self.extras as usize).div_ceil(2)
     }
 
     /// Bytes of one row of `cols` elements, extras included.
     pub fn row_bytes(&self, cols: usize) -> usize {
-        let blocks = cols / self.block.max(1) as usize;
-        blocks * self.block_bytes() + 2 * self.extras as usize
+        self.weight_bytes(cols) + self.extras_bytes()
     }
 }
 

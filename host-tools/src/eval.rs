@@ -10,7 +10,9 @@
 use std::io;
 use std::path::Path;
 
-use picogpt_core::{KvFormat, LogitSink, Model, ModelConfig, RamKv, Storage, WorkspaceSpec};
+use picogpt_core::{
+    Activations, KvFormat, LogitSink, Model, ModelConfig, RamKv, Storage, WorkspaceSpec,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::file_storage::FileStorage;
@@ -125,11 +127,13 @@ impl Reference {
 pub struct EvalOptions {
     /// Bytes per storage read.
     pub chunk_bytes: usize,
+    /// Kernel path for int8 weights.
+    pub activations: Activations,
 }
 
 impl Default for EvalOptions {
     fn default() -> Self {
-        Self { chunk_bytes: 64 * 1024 }
+        Self { chunk_bytes: 64 * 1024, activations: Activations::F32 }
     }
 }
 
@@ -140,6 +144,9 @@ pub struct PackQuality {
     pub path: String,
     /// Its weight format (`f32`, `f16`, `int8 (blocks of 32)`, …).
     pub format: String,
+    /// The kernel path the pack was run with (`f32`, `int16` or `int8` activations).
+    #[serde(default = "f32_activations")]
+    pub activations: String,
     /// File size in bytes.
     pub file_bytes: u64,
     /// Positions compared.
@@ -158,6 +165,11 @@ pub struct PackQuality {
     pub top3_agreement: f64,
     /// Largest |logit − reference logit| anywhere.
     pub max_abs_logit_error: f32,
+}
+
+/// Reports written before the field existed ran the exact path.
+fn f32_activations() -> String {
+    "f32".to_owned()
 }
 
 /// Every pack of one evaluation: what `eval --json` writes.
@@ -209,7 +221,7 @@ pub fn eval_pack(
         return Err(EvalError::ConfigMismatch { path: name, pack: config, checkpoint });
     }
     let tokens = reference.tokens();
-    let spec = WorkspaceSpec::new(1, opts.chunk_bytes);
+    let spec = WorkspaceSpec::new(1, opts.chunk_bytes).with_activations(opts.activations);
     let mut ws_mem = vec![0.0f32; model.workspace_bytes(&spec).div_ceil(4)];
     let mut ws = model.workspace(&spec, &mut ws_mem).map_err(|e| core(&e))?;
     let mut kv_mem = vec![0u8; RamKv::bytes_per_position(&config, KvFormat::F32) * tokens.len()];
@@ -224,7 +236,9 @@ pub fn eval_pack(
         progress(pos + 1, tokens.len());
     }
     let format = model.layout().quant().matrices.to_string();
-    Ok(totals.finish(name, format, file_bytes, reference.perplexity))
+    let mut quality = totals.finish(name, format, file_bytes, reference.perplexity);
+    quality.activations = opts.activations.name().to_owned();
+    Ok(quality)
 }
 
 /// Collects one position's logits.
@@ -327,6 +341,7 @@ impl Totals {
         PackQuality {
             path,
             format,
+            activations: f32_activations(),
             file_bytes,
             positions: self.positions,
             perplexity,

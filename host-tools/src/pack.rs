@@ -367,10 +367,10 @@ fn encode(layout: &Layout, id: TensorId, rows: &[f32]) -> Vec<u8> {
                 for &c in outliers.iter() {
                     scratch[usize::from(c)] = 0.0;
                 }
-                let (blocks, extras) = dst.split_at_mut(row_bytes - 2 * outliers.len());
+                let (blocks, extras) = dst.split_at_mut(format.weight_bytes(cols));
                 encode_int8(&scratch, format.block as usize, blocks);
                 let kept: Vec<f32> = outliers.iter().map(|&c| row[usize::from(c)]).collect();
-                encode_f16(&kept, extras);
+                encode_f16(&kept, &mut extras[..2 * kept.len()]);
             }
         }
     }
@@ -395,10 +395,10 @@ fn decode(layout: &Layout, id: TensorId, bytes: &[u8]) -> Vec<f32> {
             picogpt_core::format::DType::F16 => decode_f16(src, row),
             picogpt_core::format::DType::Int4 => decode_int4(src, row),
             picogpt_core::format::DType::Int8 => {
-                let (blocks, extras) = src.split_at(row_bytes - 2 * outliers.len());
-                decode_int8(blocks, format.block as usize, row);
+                let (blocks, extras) = src.split_at(format.weight_bytes(cols));
+                decode_int8(blocks, row);
                 let mut kept = vec![0.0; outliers.len()];
-                decode_f16(extras, &mut kept);
+                decode_f16(&extras[..2 * kept.len()], &mut kept);
                 for (&c, v) in outliers.iter().zip(kept) {
                     row[usize::from(c)] = v;
                 }

@@ -8,6 +8,7 @@ use host_tools::checkpoint;
 use host_tools::eval::{EvalOptions, EvalReport, GETTYSBURG, Reference, eval_pack};
 use host_tools::tokenizer::Tokenizer;
 use indicatif::{ProgressBar, ProgressStyle};
+use picogpt_core::Activations;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -28,6 +29,10 @@ pub struct Args {
     /// Bytes per storage read.
     #[arg(long, default_value_t = 64 * 1024)]
     chunk_bytes: usize,
+    /// Kernel paths to run each pack with (for int8 weights): `f32` (exact), `int16`,
+    /// `int8`, or several (`f32,int16,int8`).
+    #[arg(long, value_delimiter = ',', default_value = "f32", value_parser = super::parse_activations)]
+    activations: Vec<Activations>,
 }
 
 pub fn main(args: Args) -> Result<()> {
@@ -58,15 +63,18 @@ pub fn main(args: Args) -> Result<()> {
         tokens.len(),
         reference.perplexity()
     );
-    let opts = EvalOptions { chunk_bytes: args.chunk_bytes };
     let style = ProgressStyle::with_template("{bar:40} {pos}/{len} positions {wide_msg}")?;
     let mut packs = Vec::new();
     for path in &args.packs {
-        let bar = ProgressBar::new(tokens.len() as u64).with_style(style.clone());
-        bar.set_message(path.display().to_string());
-        let quality = eval_pack(path, &reference, &opts, |done, _| bar.set_position(done as u64))?;
-        bar.finish_and_clear();
-        packs.push(quality);
+        for &activations in &args.activations {
+            let opts = EvalOptions { chunk_bytes: args.chunk_bytes, activations };
+            let bar = ProgressBar::new(tokens.len() as u64).with_style(style.clone());
+            bar.set_message(path.display().to_string());
+            let quality =
+                eval_pack(path, &reference, &opts, |done, _| bar.set_position(done as u64))?;
+            bar.finish_and_clear();
+            packs.push(quality);
+        }
     }
     let report = EvalReport {
         model: config,
@@ -95,9 +103,10 @@ fn read_text(path: Option<&Path>) -> Result<(String, String)> {
 
 fn print_table(report: &EvalReport) {
     println!(
-        "{:<36} {:<20} {:>13} {:>11} {:>9} {:>10} {:>10} {:>7} {:>7} {:>10}",
+        "{:<36} {:<20} {:<11} {:>13} {:>11} {:>9} {:>10} {:>10} {:>7} {:>7} {:>10}",
         "pack",
         "format",
+        "activations",
         "bytes",
         "perplexity",
         "vs f32",
@@ -109,9 +118,10 @@ fn print_table(report: &EvalReport) {
     );
     for q in &report.packs {
         println!(
-            "{:<36} {:<20} {:>13} {:>11.4} {:>9.5} {:>10.3e} {:>10.3e} {:>6.1}% {:>6.1}% {:>10.4}",
+            "{:<36} {:<20} {:<11} {:>13} {:>11.4} {:>9.5} {:>10.3e} {:>10.3e} {:>6.1}% {:>6.1}% {:>10.4}",
             q.path,
             q.format,
+            q.activations,
             q.file_bytes,
             q.perplexity,
             q.perplexity_ratio,

@@ -12,7 +12,7 @@ pub mod tokens;
 pub mod uf2;
 pub mod verify;
 
-use picogpt_core::Candidate;
+use picogpt_core::{Activations, Candidate};
 use picogpt_core::display::write_candidate;
 
 use host_tools::report::TopEntry;
@@ -24,6 +24,11 @@ pub fn candidate_line(rank: usize, entry: &TopEntry) -> String {
     // Writing to a String cannot fail.
     let _ = write_candidate(&mut line, rank, &candidate, entry.text.as_deref());
     line
+}
+
+/// An `--activations` value: `f32`, `int16` or `int8`.
+pub fn parse_activations(name: &str) -> Result<Activations, String> {
+    Activations::parse(name).ok_or_else(|| format!("{name:?} is not f32, int16 or int8"))
 }
 
 /// Token ids as `1,2,3`.

@@ -61,9 +61,10 @@ pub struct Args {
     /// KV cache element format.
     #[arg(long, value_enum, default_value_t = KvArg::F32)]
     kv: KvArg,
-    /// How activations meet int8 weights: exact f32, or int8 with integer dot products.
-    #[arg(long, value_enum, default_value_t = ActivationsArg::F32)]
-    activations: ActivationsArg,
+    /// How activations meet int8 weights: `f32` (exact), `int16` (integer kernels, the exact
+    /// path's quality) or `int8` (W8A8).
+    #[arg(long, default_value = "f32", value_parser = super::parse_activations)]
+    activations: Activations,
     /// Skip the CRC check of the first pass.
     #[arg(long)]
     no_verify: bool,
@@ -107,12 +108,6 @@ impl ModelSize {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum ActivationsArg {
-    F32,
-    Int8,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
 enum KvArg {
     F32,
     F16,
@@ -139,10 +134,7 @@ pub fn main(args: Args) -> Result<()> {
         prefetch: args.prefetch,
         ram_budget: args.ram_budget,
         sampling,
-        activations: match args.activations {
-            ActivationsArg::F32 => Activations::F32,
-            ActivationsArg::Int8 => Activations::Int8,
-        },
+        activations: args.activations,
         ..RunOptions::with_prompt(prompt, args.n_tokens_to_generate)
     };
     let mut index = 0;
