@@ -9,8 +9,8 @@ use crate::error::Error;
 use crate::format::{DType, TensorFormat, TensorId, TensorKind};
 use crate::kernels::int8::{ActivationCode, Q_BLOCK};
 use crate::kernels::{
-    Kernels, LANES, Lanes, decode_f16, decode_f32, decode_int4, decode_int8, dot, dot_int4,
-    dot_q4, f16_to_f32, quantize_activations, reduce, reduce_blocks, sum,
+    Kernels, LANES, Lanes, decode_f16, decode_f32, decode_int4, decode_int8, dot, dot_int4, dot_q4,
+    f16_to_f32, quantize_activations, reduce, reduce_blocks, sum,
 };
 use crate::kv::KvCache;
 use crate::layout::Layout;
@@ -378,15 +378,23 @@ impl<S: Storage> Ctx<'_, S> {
         let job = RowJob { ops, shape: RowShape::new(format, cols), n: 1, out_stride: 0, extras };
         let mut stream = weights.tensor(id)?;
         let plan = RunPlan { rows, max_rows: logits.len(), base_per_run: true };
-        stream_rows(&mut stream, &mut **workers, &mut carry[..2], &job, plan, logits, |first, run| {
-            for (token, &logit) in (first as u32..).zip(run) {
-                if !logit.is_finite() {
-                    return Err(Error::NonFinite { token });
+        stream_rows(
+            &mut stream,
+            &mut **workers,
+            &mut carry[..2],
+            &job,
+            plan,
+            logits,
+            |first, run| {
+                for (token, &logit) in (first as u32..).zip(run) {
+                    if !logit.is_finite() {
+                        return Err(Error::NonFinite { token });
+                    }
+                    sink.accept(token, logit);
                 }
-                sink.accept(token, logit);
-            }
-            Ok(())
-        })?;
+                Ok(())
+            },
+        )?;
         stream.finish()
     }
 }
@@ -456,8 +464,15 @@ enum Operands<'a> {
     /// Rows of f32 activations `stride` apart, against f32, f16 or int4 weights.
     Float { x: &'a [f32], stride: usize, dot: crate::kernels::FloatDot },
     /// Rows of `cols` coded activations (`halves` values per element, a scale per 32)
-    /// against int8 weights.
-    Int8 { q: &'a [i16], scales: &'a [f32], cols: usize, halves: usize, dot: crate::kernels::IntDot },
+    /// against int8 weights, through `dot` (a piece of a row) or `rows` (whole rows).
+    Int8 {
+        q: &'a [i16],
+        scales: &'a [f32],
+        cols: usize,
+        halves: usize,
+        dot: crate::kernels::IntDot,
+        rows: crate::kernels::IntRows,
+    },
     /// Rows of `cols` 16-bit activations (a scale per 32) against int4 weights.
     Int4 { q: &'a [i16], scales: &'a [f32], cols: usize },
 }
@@ -488,8 +503,10 @@ impl RowJob<'_> {
         let c0 = self.shape.col(at);
         let c1 = self.shape.col(at + w.len());
         match self.ops {
-            Operands::Float { x, stride, dot } => dot(w, &x[i * stride + c0..i * stride + c1], lanes),
-            Operands::Int8 { q, scales, cols, halves, dot } => {
+            Operands::Float { x, stride, dot } => {
+                dot(w, &x[i * stride + c0..i * stride + c1], lanes)
+            }
+            Operands::Int8 { q, scales, cols, halves, dot, .. } => {
                 let (a0, a1) = (i * cols + c0, i * cols + c1);
                 let s = &scales[a0 / Q_BLOCK..a1 / Q_BLOCK];
                 dot(w, &q[a0 * halves..a1 * halves], s, c0 / Q_BLOCK, lanes);
@@ -501,21 +518,47 @@ impl RowJob<'_> {
         }
     }
 
-    /// The finished row's value from its lanes and its `extras` bytes.
-    fn finish(&self, lanes: &Lanes, extras: &[u8]) -> f32 {
-        let mut value = match self.ops {
+    /// The dot product a row's lanes add up to.
+    fn reduce(&self, lanes: &Lanes) -> f32 {
+        match self.ops {
             Operands::Float { .. } => reduce(lanes),
             Operands::Int8 { .. } => reduce_blocks(lanes),
             Operands::Int4 { .. } => lanes[0],
-        };
-        if let Some(Extras { channels, h }) = self.extras {
-            let mut side = 0.0f32;
-            for (e, &channel) in extras.chunks_exact(2).zip(channels) {
-                side += f16_to_f32(u16::from_le_bytes([e[0], e[1]])) * h[usize::from(channel)];
-            }
-            value += side;
         }
-        value
+    }
+
+    /// `value` plus the outlier channels' products from a row's `extras` bytes.
+    fn with_extras(&self, value: f32, extras: &[u8]) -> f32 {
+        let Some(Extras { channels, h }) = self.extras else { return value };
+        let mut side = 0.0f32;
+        for (e, &channel) in extras.chunks_exact(2).zip(channels) {
+            side += f16_to_f32(u16::from_le_bytes([e[0], e[1]])) * h[usize::from(channel)];
+        }
+        value + side
+    }
+
+    /// The finished values of whole rows `w` (`out[r]` for row `r`) at position `i`.
+    fn rows(&self, i: usize, w: &[u8], out: &mut [f32]) {
+        let (row_bytes, weights) = (self.shape.bytes, self.shape.weights);
+        match self.ops {
+            Operands::Int8 { q, scales, cols, halves, rows, .. } => {
+                let a = &q[i * cols * halves..(i + 1) * cols * halves];
+                let s = &scales[i * cols / Q_BLOCK..(i + 1) * cols / Q_BLOCK];
+                rows(w, row_bytes, weights, a, s, out);
+            }
+            _ => {
+                for (row, o) in w.chunks_exact(row_bytes).zip(out.iter_mut()) {
+                    let mut lanes = [0.0; LANES];
+                    self.dot(i, 0, &row[..weights], &mut lanes);
+                    *o = self.reduce(&lanes);
+                }
+            }
+        }
+        if self.extras.is_some() {
+            for (row, o) in w.chunks_exact(row_bytes).zip(out.iter_mut()) {
+                *o = self.with_extras(*o, &row[weights..]);
+            }
+        }
     }
 }
 
@@ -578,7 +621,8 @@ fn stream_rows<S: Storage, KE>(
                         job.dot(i, start, &bytes[..weights_end - start], &mut lanes);
                     }
                     if end == shape.bytes {
-                        let value = job.finish(&lanes, &bytes[weights_end - start..]);
+                        let value = job.reduce(&lanes);
+                        let value = job.with_extras(value, &bytes[weights_end - start..]);
                         // SAFETY: output (row, position) is written by its row's worker only.
                         unsafe { out_d.set(i * job.out_stride + r - base, value) };
                     } else {
@@ -587,7 +631,32 @@ fn stream_rows<S: Storage, KE>(
                     }
                 }
             };
-            workers.run(&|w| share(pieces, count, w).for_each(piece));
+            // Whole rows (all but a continued first and a cut last piece) go to the rows
+            // kernel together, per position.
+            let whole = usize::from(at0 > 0)..pieces - usize::from(cut_last);
+            let offset = |p: usize| if p == 0 { 0 } else { first + (p - 1) * shape.bytes };
+            let rows = |batch: core::ops::Range<usize>| {
+                let bytes =
+                    &run[offset(batch.start)..offset(batch.start) + batch.len() * shape.bytes];
+                for i in 0..n {
+                    let at = i * job.out_stride + row0 + batch.start - base;
+                    // SAFETY: these rows' outputs belong to this worker's share only.
+                    if let Some(out) = unsafe { out_d.slice(at, batch.len()) } {
+                        job.rows(i, bytes, out);
+                    }
+                }
+            };
+            workers.run(&|w| {
+                let mine = share(pieces, count, w);
+                let (b0, b1) = (mine.start.max(whole.start), mine.end.min(whole.end));
+                if b0 < b1 {
+                    (mine.start..b0).for_each(piece);
+                    rows(b0..b1);
+                    (b1..mine.end).for_each(piece);
+                } else {
+                    mine.for_each(piece);
+                }
+            });
         }
         let finished = pieces - usize::from(cut_last);
         if plan.base_per_run {
@@ -630,10 +699,22 @@ fn prepare<'a>(
     }
     let (q, scales) = (&*q8, &*q8_scales);
     match (format.dtype, code) {
-        (DType::Int8, ActivationCode::Split) => {
-            Operands::Int8 { q, scales, cols, halves, dot: kernels.dot_i8_split }
-        }
-        (DType::Int8, _) => Operands::Int8 { q, scales, cols, halves, dot: kernels.dot_i8_i16 },
+        (DType::Int8, ActivationCode::Split) => Operands::Int8 {
+            q,
+            scales,
+            cols,
+            halves,
+            dot: kernels.dot_i8_split,
+            rows: kernels.rows_i8_split,
+        },
+        (DType::Int8, _) => Operands::Int8 {
+            q,
+            scales,
+            cols,
+            halves,
+            dot: kernels.dot_i8_i16,
+            rows: kernels.rows_i8_i16,
+        },
         _ => Operands::Int4 { q, scales, cols },
     }
 }

@@ -38,6 +38,24 @@ impl<S: Storage> Source<S> {
     }
 }
 
+/// Moves `buf[start..start + len]` to the front, a word at a time when everything is
+/// word-aligned (as units and reads always are on a board), else byte by byte.
+fn move_to_front(buf: &mut [u8], start: usize, len: usize) {
+    if len == 0 {
+        return;
+    }
+    let end = start + len;
+    let words = if start % 4 == 0 && len % 4 == 0 {
+        bytemuck::try_cast_slice_mut::<u8, u32>(&mut buf[..end]).ok()
+    } else {
+        None
+    };
+    match words {
+        Some(words) => words.copy_within(start / 4..end / 4, 0),
+        None => buf.copy_within(start..end, 0),
+    }
+}
+
 /// Hands out a tensor's bytes in whole units (blocks), refilling the chunk buffer as needed.
 ///
 /// The buffer is `chunk` bytes plus room for one unit: a unit cut by the end of a read is
@@ -73,8 +91,8 @@ impl<'a, S: Storage> TensorStream<'a, S> {
         len: u64,
         expected_crc: Option<u32>,
     ) -> Self {
-        let borrowed = usize::try_from(len)
-            .is_ok_and(|len| src.storage.slice_at(offset, len).is_some());
+        let borrowed =
+            usize::try_from(len).is_ok_and(|len| src.storage.slice_at(offset, len).is_some());
         Self {
             src,
             buf,
@@ -145,7 +163,7 @@ impl<'a, S: Storage> TensorStream<'a, S> {
 
     fn refill<KE>(&mut self, min: usize) -> Result<(), Error<S::Error, KE>> {
         let kept = self.filled - self.start;
-        self.buf.copy_within(self.start..self.filled, 0);
+        move_to_front(self.buf, self.start, kept);
         self.start = 0;
         self.filled = kept;
         let room = (self.buf.len() - kept).min(self.chunk) as u64;

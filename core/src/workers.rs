@@ -90,6 +90,18 @@ impl<'a, T: Copy> Disjoint<'a, T> {
         }
     }
 
+    /// The `len` values from `start` (`None` out of bounds), to write directly.
+    ///
+    /// # Safety
+    /// No other worker reads or writes any of them while the slice lives.
+    #[allow(clippy::mut_from_ref)] // Exclusive by the caller's promise, as with `set`.
+    pub(crate) unsafe fn slice(&self, start: usize, len: usize) -> Option<&mut [T]> {
+        let end = start.checked_add(len)?;
+        // SAFETY: in bounds of the borrowed slice; exclusive by the caller's promise.
+        (end <= self.len)
+            .then(|| unsafe { core::slice::from_raw_parts_mut(self.ptr.add(start), len) })
+    }
+
     /// Reads the value at `index` (`None` out of bounds).
     ///
     /// # Safety

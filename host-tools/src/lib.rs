@@ -2,11 +2,13 @@
 
 pub mod bench;
 pub mod checkpoint;
+pub mod cpu;
 pub mod download;
 pub mod eval;
 pub mod faults;
 pub mod file_storage;
 pub mod hub;
+pub mod mapped;
 pub mod output;
 pub mod pack;
 pub mod prefetch;
@@ -14,6 +16,7 @@ pub mod reference;
 pub mod report;
 pub mod run;
 pub mod synth;
+pub mod threads;
 pub mod tokenizer;
 pub mod uf2;
 pub mod weights;

@@ -230,6 +230,48 @@ pub fn dot_i8_split(w: &[u8], a: &[i16], s: &[f32], block0: usize, lanes: &mut L
     }
 }
 
+/// Whole rows through a per-row kernel: what every [`super::IntRows`] computes.
+#[inline(always)]
+pub fn rows_with(
+    dot: super::IntDot,
+    w: &[u8],
+    row_bytes: usize,
+    weight_bytes: usize,
+    a: &[i16],
+    s: &[f32],
+    out: &mut [f32],
+) {
+    for (row, o) in w.chunks(row_bytes.max(1)).zip(out) {
+        let mut lanes = [0.0f32; super::LANES];
+        dot(&row[..weight_bytes.min(row.len())], a, s, 0, &mut lanes);
+        *o = super::reduce_blocks(&lanes);
+    }
+}
+
+/// The plain [`super::IntRows`] of [`dot_i8_i16`].
+pub fn rows_i8_i16(
+    w: &[u8],
+    row_bytes: usize,
+    weight_bytes: usize,
+    a: &[i16],
+    s: &[f32],
+    out: &mut [f32],
+) {
+    rows_with(dot_i8_i16, w, row_bytes, weight_bytes, a, s, out);
+}
+
+/// The plain [`super::IntRows`] of [`dot_i8_split`].
+pub fn rows_i8_split(
+    w: &[u8],
+    row_bytes: usize,
+    weight_bytes: usize,
+    a: &[i16],
+    s: &[f32],
+    out: &mut [f32],
+) {
+    rows_with(dot_i8_split, w, row_bytes, weight_bytes, a, s, out);
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::super::tests::lcg;
@@ -239,17 +281,21 @@ pub(crate) mod tests {
 
     /// `rows` rows of `cols` int8 weights (encoded with blocks of `block`) and their
     /// dequantized values.
-    pub(crate) fn weights(rows: usize, cols: usize, block: usize, seed: u64) -> (Vec<u8>, Vec<f32>) {
+    pub(crate) fn weights(
+        rows: usize,
+        cols: usize,
+        block: usize,
+        seed: u64,
+    ) -> (Vec<u8>, Vec<f32>) {
         let mut seed = seed;
         let mut bytes = vec![0u8; rows * int8_row_bytes(cols)];
         let mut deq = vec![0.0f32; rows * cols];
-        for (r, (dst, out)) in bytes
-            .chunks_exact_mut(int8_row_bytes(cols))
-            .zip(deq.chunks_exact_mut(cols))
-            .enumerate()
+        for (r, (dst, out)) in
+            bytes.chunks_exact_mut(int8_row_bytes(cols)).zip(deq.chunks_exact_mut(cols)).enumerate()
         {
-            let row: Vec<f32> =
-                (0..cols).map(|c| lcg(&mut seed) * (1.0 + (c % 7) as f32) * (r + 1) as f32).collect();
+            let row: Vec<f32> = (0..cols)
+                .map(|c| lcg(&mut seed) * (1.0 + (c % 7) as f32) * (r + 1) as f32)
+                .collect();
             encode_int8(&row, block, dst);
             decode_int8(dst, out);
         }

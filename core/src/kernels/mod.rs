@@ -30,9 +30,7 @@ pub mod x86;
 pub use float::{
     decode_f16, decode_f32, decode_int4, dot_f16, dot_f32, dot_int4, dot_q4, int4_values,
 };
-pub use int8::{
-    ActivationCode, decode_int8, dot_i8_i16, dot_i8_split, quantize_activations,
-};
+pub use int8::{ActivationCode, decode_int8, dot_i8_i16, dot_i8_split, quantize_activations};
 
 /// Partial sums per dot product.
 pub const LANES: usize = 16;
@@ -122,6 +120,12 @@ pub type FloatDot = fn(w: &[u8], x: &[f32], lanes: &mut Lanes);
 /// against quantized activations `a` with per-block scales `s` (see [`int8`]).
 pub type IntDot = fn(w: &[u8], a: &[i16], s: &[f32], block0: usize, lanes: &mut Lanes);
 
+/// `out[r] = ` the finished dot product of whole row `r` of int8 weights (rows `row_bytes`
+/// apart, each starting with `weight_bytes` of units) against one position's coded
+/// activations: the [`IntDot`] of each row from fresh lanes, then [`reduce_blocks`].
+pub type IntRows =
+    fn(w: &[u8], row_bytes: usize, weight_bytes: usize, a: &[i16], s: &[f32], out: &mut [f32]);
+
 /// The kernels a forward pass calls: one set of bits, several speeds.
 ///
 /// Every table gives the same bits as [`Kernels::PORTABLE`]; only the instructions differ.
@@ -139,6 +143,10 @@ pub struct Kernels {
     pub dot_i8_i16: IntDot,
     /// int8 weights × activations split into two 16-bit halves (the exact path).
     pub dot_i8_split: IntDot,
+    /// Whole rows of [`Self::dot_i8_i16`].
+    pub rows_i8_i16: IntRows,
+    /// Whole rows of [`Self::dot_i8_split`].
+    pub rows_i8_split: IntRows,
 }
 
 impl Kernels {
@@ -149,6 +157,8 @@ impl Kernels {
         dot_f16: float::dot_f16,
         dot_i8_i16: int8::dot_i8_i16,
         dot_i8_split: int8::dot_i8_split,
+        rows_i8_i16: int8::rows_i8_i16,
+        rows_i8_split: int8::rows_i8_split,
     };
 
     /// The best kernels this build has without run-time detection: the Cortex-M DSP ones

@@ -30,9 +30,9 @@ impl Features {
     pub fn levels(self) -> impl Iterator<Item = Self> {
         let avx2 = Self { avx2: true, avx512: false };
         let avx512 = Self { avx2: true, avx512: true };
-        [Self::default(), avx2, avx512].into_iter().filter(move |l| {
-            (!l.avx2 || self.avx2) && (!l.avx512 || (self.avx512 && self.avx2))
-        })
+        [Self::default(), avx2, avx512]
+            .into_iter()
+            .filter(move |l| (!l.avx2 || self.avx2) && (!l.avx512 || (self.avx512 && self.avx2)))
     }
 }
 
@@ -50,6 +50,8 @@ pub unsafe fn kernels(features: Features) -> Kernels {
             dot_f16: dot_f16_avx512,
             dot_i8_i16: dot_i8_i16_avx2,
             dot_i8_split: dot_i8_split_avx2,
+            rows_i8_i16: rows_i8_i16_avx2,
+            rows_i8_split: rows_i8_split_avx2,
         },
         (true, false) => Kernels {
             name: "avx2+f16c",
@@ -57,6 +59,8 @@ pub unsafe fn kernels(features: Features) -> Kernels {
             dot_f16: dot_f16_avx2,
             dot_i8_i16: dot_i8_i16_avx2,
             dot_i8_split: dot_i8_split_avx2,
+            rows_i8_i16: rows_i8_i16_avx2,
+            rows_i8_split: rows_i8_split_avx2,
         },
         _ => Kernels::PORTABLE,
     }
@@ -96,6 +100,14 @@ fn dot_i8_split_avx2(w: &[u8], a: &[i16], s: &[f32], block0: usize, lanes: &mut 
     unsafe { int8_avx2::<true>(w, a, s, block0, lanes) }
 }
 
+fn rows_i8_i16_avx2(w: &[u8], rb: usize, wb: usize, a: &[i16], s: &[f32], out: &mut [f32]) {
+    int8::rows_with(dot_i8_i16_avx2, w, rb, wb, a, s, out);
+}
+
+fn rows_i8_split_avx2(w: &[u8], rb: usize, wb: usize, a: &[i16], s: &[f32], out: &mut [f32]) {
+    int8::rows_with(dot_i8_split_avx2, w, rb, wb, a, s, out);
+}
+
 /// Elements both slices cover, in whole groups of [`LANES`].
 fn groups(w_elems: usize, x: usize) -> usize {
     w_elems.min(x) / LANES
@@ -111,7 +123,10 @@ fn f32_avx2(w: &[u8], x: &[f32], lanes: &mut Lanes) {
         let mut hi = _mm256_loadu_ps(lanes.as_ptr().add(8));
         for g in 0..n {
             let at = g * LANES;
-            lo = _mm256_add_ps(lo, _mm256_mul_ps(_mm256_loadu_ps(wp.add(at)), _mm256_loadu_ps(xp.add(at))));
+            lo = _mm256_add_ps(
+                lo,
+                _mm256_mul_ps(_mm256_loadu_ps(wp.add(at)), _mm256_loadu_ps(xp.add(at))),
+            );
             let (w8, x8) = (_mm256_loadu_ps(wp.add(at + 8)), _mm256_loadu_ps(xp.add(at + 8)));
             hi = _mm256_add_ps(hi, _mm256_mul_ps(w8, x8));
         }
@@ -149,7 +164,10 @@ fn f32_avx512(w: &[u8], x: &[f32], lanes: &mut Lanes) {
         let mut acc = _mm512_loadu_ps(lanes.as_ptr());
         for g in 0..n {
             let at = g * LANES;
-            acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_loadu_ps(wp.add(at)), _mm512_loadu_ps(xp.add(at))));
+            acc = _mm512_add_ps(
+                acc,
+                _mm512_mul_ps(_mm512_loadu_ps(wp.add(at)), _mm512_loadu_ps(xp.add(at))),
+            );
         }
         _mm512_storeu_ps(lanes.as_mut_ptr(), acc);
     }
@@ -211,13 +229,7 @@ fn rotate_half(v: __m128) -> __m128 {
 /// The int8 kernels: [`int8::dot_i8_i16`] (`SPLIT = false`) and [`int8::dot_i8_split`]
 /// (`SPLIT = true`), eight blocks (four pairs) at a time, the rest through the plain ones.
 #[target_feature(enable = "avx2,f16c")]
-fn int8_avx2<const SPLIT: bool>(
-    w: &[u8],
-    a: &[i16],
-    s: &[f32],
-    block0: usize,
-    lanes: &mut Lanes,
-) {
+fn int8_avx2<const SPLIT: bool>(w: &[u8], a: &[i16], s: &[f32], block0: usize, lanes: &mut Lanes) {
     let per_block = if SPLIT { 2 * Q_BLOCK } else { Q_BLOCK };
     let blocks = block_count(w).min(s.len()).min(a.len() / per_block);
     let batches = if block0 % 2 == 0 { blocks / 8 } else { 0 };
@@ -272,9 +284,9 @@ fn int8_avx2<const SPLIT: bool>(
 
 #[cfg(test)]
 mod tests {
+    use super::super::float;
     use super::super::int8::tests::{activations, row_dot, weights};
     use super::super::int8::{ActivationCode, quantize_activations};
-    use super::super::float;
     use super::super::tests::lcg;
     use super::*;
 
@@ -357,7 +369,12 @@ mod tests {
                     let cuts: std::vec::Vec<usize> = (2..blocks).step_by(6).collect();
                     for cuts in [&[][..], &cuts, &[2], &[18]] {
                         let got = row_dot(pick(&table), &w, &q, &s, code.halves(), cuts);
-                        assert_eq!(got.to_bits(), plain.to_bits(), "{} {code:?} {cols} {cuts:?}", table.name);
+                        assert_eq!(
+                            got.to_bits(),
+                            plain.to_bits(),
+                            "{} {code:?} {cols} {cuts:?}",
+                            table.name
+                        );
                     }
                 }
             }

@@ -12,8 +12,8 @@ pub mod tokens;
 pub mod uf2;
 pub mod verify;
 
-use picogpt_core::{Activations, Candidate};
 use picogpt_core::display::write_candidate;
+use picogpt_core::{Activations, Candidate};
 
 use host_tools::report::TopEntry;
 

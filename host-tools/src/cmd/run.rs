@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, anyhow, bail};
 use clap::ValueEnum;
+use host_tools::cpu::KernelLevel;
 use host_tools::report::StepReport;
 use host_tools::run::{Prompt, RunOptions, run};
 use picogpt_core::utf8::Utf8Stream;
@@ -71,6 +72,16 @@ pub struct Args {
     /// Read each next chunk on a second thread while core computes (double buffering).
     #[arg(long)]
     prefetch: bool,
+    /// Read the pack chunk by chunk into core's buffer, as a board reads its card, instead
+    /// of computing on a memory map of it.
+    #[arg(long)]
+    no_mmap: bool,
+    /// Threads to split each matrix's rows between (default: every core available).
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
+    threads: usize,
+    /// Kernels to use: the best this CPU runs, or a lower level (same output).
+    #[arg(long, value_enum, default_value_t = KernelLevel::Best)]
+    kernels: KernelLevel,
     /// Emulate a board's RAM (e.g. 400K, 2M): workspace and KV cache must fit; KV positions
     /// beyond it spill to a file, as a board spills to its SD card.
     #[arg(long, value_parser = parse_bytes)]
@@ -132,6 +143,9 @@ pub fn main(args: Args) -> Result<()> {
         },
         verify: !args.no_verify,
         prefetch: args.prefetch,
+        mmap: !args.no_mmap,
+        threads: args.threads,
+        kernels: args.kernels,
         ram_budget: args.ram_budget,
         sampling,
         activations: args.activations,
@@ -172,6 +186,10 @@ pub fn main(args: Args) -> Result<()> {
             "prompt pass {:.1} ms, {:.2} ms/token after it, {:.0} bytes read/token, working memory {} bytes",
             report.prefill_ms, report.ms_per_token, per_token, report.working_bytes
         );
+        if let Some(engine) = &report.engine {
+            let how = if engine.mapped { "on the mapped pack" } else { "through the chunk buffer" };
+            println!("kernels {}, {} threads, {how}", engine.kernels, engine.threads);
+        }
     }
     if let Some(path) = args.json {
         report.write(&path).map_err(|e| anyhow!("writing {}: {e}", path.display()))?;
