@@ -45,7 +45,7 @@ fn move_to_front(buf: &mut [u8], start: usize, len: usize) {
         return;
     }
     let end = start + len;
-    let words = if start % 4 == 0 && len % 4 == 0 {
+    let words = if start.is_multiple_of(4) && len.is_multiple_of(4) {
         bytemuck::try_cast_slice_mut::<u8, u32>(&mut buf[..end]).ok()
     } else {
         None

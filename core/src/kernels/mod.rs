@@ -20,6 +20,7 @@
 //! the `dsp` feature, the plain ones elsewhere); the host picks SIMD kernels at run time
 //! ([`x86::kernels`]). Every fast kernel has its plain twin here and is tested against it.
 
+pub mod check;
 mod float;
 pub mod int8;
 #[cfg(all(target_arch = "arm", feature = "dsp"))]

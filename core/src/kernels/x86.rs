@@ -232,8 +232,8 @@ fn rotate_half(v: __m128) -> __m128 {
 fn int8_avx2<const SPLIT: bool>(w: &[u8], a: &[i16], s: &[f32], block0: usize, lanes: &mut Lanes) {
     let per_block = if SPLIT { 2 * Q_BLOCK } else { Q_BLOCK };
     let blocks = block_count(w).min(s.len()).min(a.len() / per_block);
-    let batches = if block0 % 2 == 0 { blocks / 8 } else { 0 };
-    let rotated = block0 % BLOCK_LANES != 0;
+    let batches = if block0.is_multiple_of(2) { blocks / 8 } else { 0 };
+    let rotated = !block0.is_multiple_of(BLOCK_LANES);
     // SAFETY: batch `k` reads pairs 4k..4k+4 of `w` (whole pairs: the batch's eight blocks
     // are at most `blocks`, and an odd row's single block is its last), activations and
     // scales of blocks 8k..8k+8, all within the slices.
