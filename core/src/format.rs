@@ -32,7 +32,7 @@ pub const ALIGNMENT: u32 = 512;
 pub const ENTRY_BYTES: usize = 40;
 /// Largest manifest `core` accepts (the 1558M model needs about 23 KiB).
 pub const MAX_MANIFEST_BYTES: u32 = 1 << 20;
-/// Most LM-head input channels a pack may keep in f16 beside the int8 blocks.
+/// Most LM-head input channels a pack may keep in f32 beside the int8 blocks.
 pub const MAX_OUTLIERS: usize = 32;
 
 /// The fixed-size header at offset 0.
@@ -106,7 +106,7 @@ pub const MAX_OVERRIDES: usize = 64;
 pub struct QuantScheme {
     /// Format of every 2-D weight (and of `wte`, the tied LM head) unless overridden.
     pub matrices: MatrixFormat,
-    /// Input channels of the LM head stored beside each int8 `wte` row in f16, because the
+    /// Input channels of the LM head stored beside each int8 `wte` row in f32, because the
     /// final layer norm makes them far larger than the rest (empty unless `wte` is int8).
     pub lm_head_outliers: heapless::Vec<u16, MAX_OUTLIERS>,
     /// Matrices kept in another format than `matrices` (mixed precision: say, an int4 pack
@@ -210,8 +210,7 @@ pub struct TensorFormat {
     /// scale per 32; f32/f16/int4: [`BLOCK_ELEMS`]).
     #[serde(with = "postcard::fixint::le")]
     pub block: u32,
-    /// f16 values appended to each row (the LM head's outlier channels), padded with zeros
-    /// to a multiple of 4 bytes.
+    /// f32 values appended to each row (the LM head's outlier channels).
     #[serde(with = "postcard::fixint::le")]
     pub extras: u32,
 }
@@ -250,10 +249,9 @@ impl TensorFormat {
         }
     }
 
-    /// Bytes of the f16 extras after each row, padded to a multiple of 4 so that every row
-    /// stays word-aligned.
+    /// Bytes of the f32 extras after each row.
     pub fn extras_bytes(&self) -> usize {
-        4 * (self.extras as usize).div_ceil(2)
+        4 * self.extras as usize
     }
 
     /// Bytes of one row of `cols` elements, extras included.
@@ -271,7 +269,7 @@ impl fmt::Display for TensorFormat {
             DType::Int4 => write!(f, "int4 blocks of {}", self.block)?,
         }
         if self.extras > 0 {
-            write!(f, " + {} f16 outlier channels", self.extras)?;
+            write!(f, " + {} f32 outlier channels", self.extras)?;
         }
         Ok(())
     }

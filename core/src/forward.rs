@@ -10,7 +10,7 @@ use crate::format::{DType, TensorFormat, TensorId, TensorKind};
 use crate::kernels::int8::{ActivationCode, Q_BLOCK};
 use crate::kernels::{
     Kernels, LANES, Lanes, decode_f16, decode_f32, decode_int4, decode_int8, dot, dot_int4, dot_q4,
-    f16_to_f32, quantize_activations, reduce, reduce_blocks, sum,
+    quantize_activations, reduce, reduce_blocks, sum,
 };
 use crate::kv::KvCache;
 use crate::layout::Layout;
@@ -257,8 +257,8 @@ impl<S: Storage> Weights<'_, S> {
             }
             if end > shape.weights {
                 let extras = &run[shape.weights.max(at) - at..];
-                for (e, &channel) in extras.chunks_exact(2).zip(outliers) {
-                    out[usize::from(channel)] = f16_to_f32(u16::from_le_bytes([e[0], e[1]]));
+                for (e, &channel) in extras.chunks_exact(4).zip(outliers) {
+                    out[usize::from(channel)] = f32::from_le_bytes([e[0], e[1], e[2], e[3]]);
                 }
             }
             at = end;
@@ -266,21 +266,29 @@ impl<S: Storage> Weights<'_, S> {
         Ok(())
     }
 
-    /// Calls `f(index, value)` for each element of an f32 vector tensor.
-    fn for_each_value<KE>(
+    /// Applies `f(row, vector)` to each of the `n` rows of `x` (`stride` apart) with the f32
+    /// vector tensor `id`: `row[c] = f(row[c], vector[c])`, a run of the vector at a time.
+    fn apply_vector<KE>(
         &mut self,
         id: TensorId,
-        mut f: impl FnMut(usize, f32),
+        x: &mut [f32],
+        n: usize,
+        stride: usize,
+        f: impl Fn(f32, f32) -> f32,
     ) -> Result<(), Error<S::Error, KE>> {
         let cols = self.layout.shape(id.kind).1;
         let mut stream = self.tensor(id)?;
         let mut index = 0;
         while index < cols {
             let run = stream.take(4, cols - index)?;
-            for b in run.chunks_exact(4) {
-                f(index, f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-                index += 1;
+            let len = run.len() / 4;
+            for i in 0..n {
+                let row = &mut x[i * stride + index..i * stride + index + len];
+                for (v, b) in row.iter_mut().zip(run.chunks_exact(4)) {
+                    *v = f(*v, f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                }
             }
+            index += len;
         }
         stream.finish()
     }
@@ -309,16 +317,8 @@ impl<S: Storage> Ctx<'_, S> {
             }
         }
         let n = out.len() / d;
-        self.weights.for_each_value(weight, |c, g| {
-            for i in 0..n {
-                out[i * d + c] *= g;
-            }
-        })?;
-        self.weights.for_each_value(bias, |c, b| {
-            for i in 0..n {
-                out[i * d + c] += b;
-            }
-        })
+        self.weights.apply_vector(weight, out, n, d, |v, g| v * g)?;
+        self.weights.apply_vector(bias, out, n, d, |v, b| v + b)
     }
 
     /// `out[i] = input[i] · Wᵀ + b` for each of the `n` rows (row strides given).
@@ -343,16 +343,12 @@ impl<S: Storage> Ctx<'_, S> {
             Ok(())
         })?;
         stream.finish()?;
-        self.weights.for_each_value(bias, |c, b| {
-            for i in 0..n {
-                out[i * out_stride + c] += b;
-            }
-        })
+        self.weights.apply_vector(bias, out, n, out_stride, |v, b| v + b)
     }
 
     /// Streams the tied LM head: logit of token t = wte[t] · h, fed to `sink` in id order.
     /// `masked` is scratch for `h` without its outlier channels (which must be left out of
-    /// the activations' coding: they are multiplied exactly, from the row's f16 extras), and
+    /// the activations' coding: they are multiplied exactly, from the row's f32 extras), and
     /// `logits` holds one run's logits before they go to the sink.
     fn logits<L: LogitSink, KE>(
         &mut self,
@@ -477,7 +473,7 @@ enum Operands<'a> {
     Int4 { q: &'a [i16], scales: &'a [f32], cols: usize },
 }
 
-/// The LM head's outlier channels, multiplied exactly from each row's f16 extras.
+/// The LM head's outlier channels, multiplied exactly from each row's f32 extras.
 #[derive(Clone, Copy)]
 struct Extras<'a> {
     channels: &'a [u16],
@@ -518,6 +514,15 @@ impl RowJob<'_> {
         }
     }
 
+    /// Lanes the row's kernel uses (the rest stay 0).
+    fn lanes_used(&self) -> usize {
+        match self.ops {
+            Operands::Float { .. } => LANES,
+            Operands::Int8 { .. } => crate::kernels::BLOCK_LANES,
+            Operands::Int4 { .. } => 1,
+        }
+    }
+
     /// The dot product a row's lanes add up to.
     fn reduce(&self, lanes: &Lanes) -> f32 {
         match self.ops {
@@ -531,8 +536,8 @@ impl RowJob<'_> {
     fn with_extras(&self, value: f32, extras: &[u8]) -> f32 {
         let Some(Extras { channels, h }) = self.extras else { return value };
         let mut side = 0.0f32;
-        for (e, &channel) in extras.chunks_exact(2).zip(channels) {
-            side += f16_to_f32(u16::from_le_bytes([e[0], e[1]])) * h[usize::from(channel)];
+        for (e, &channel) in extras.chunks_exact(4).zip(channels) {
+            side += f32::from_le_bytes([e[0], e[1], e[2], e[3]]) * h[usize::from(channel)];
         }
         value + side
     }
@@ -599,7 +604,9 @@ fn stream_rows<S: Storage, KE>(
         let (row0, at0, count) = (row, at, workers.count());
         let (carry_in, carry_out) = (parity * n, (1 - parity) * n);
         {
-            let (lanes_d, out_d) = (Disjoint::new(&mut *carry), Disjoint::new(&mut *out));
+            let (lanes_d, out_d) =
+                (Disjoint::new(carry.as_flattened_mut()), Disjoint::new(&mut *out));
+            let used = job.lanes_used();
             let piece = |p: usize| {
                 let (r, start, offset) = if p == 0 {
                     (row0, at0, 0)
@@ -610,13 +617,16 @@ fn stream_rows<S: Storage, KE>(
                 let bytes = &run[offset..offset + len];
                 let (weights_end, end) = ((start + len).min(shape.weights), start + len);
                 for i in 0..n {
-                    // SAFETY: the carried row is the run's first piece and the cut one its
-                    // last; each piece belongs to one worker, and the two use different
-                    // halves of `carry`.
-                    let mut lanes = match start {
-                        0 => [0.0; LANES],
-                        _ => unsafe { lanes_d.get(carry_in + i) }.unwrap_or([0.0; LANES]),
-                    };
+                    let mut lanes = [0.0; LANES];
+                    if start > 0 {
+                        for (l, lane) in lanes[..used].iter_mut().enumerate() {
+                            // SAFETY: the carried row is the run's first piece and the cut
+                            // one its last; each piece belongs to one worker, and the two use
+                            // different halves of `carry`.
+                            *lane =
+                                unsafe { lanes_d.get((carry_in + i) * LANES + l) }.unwrap_or(0.0);
+                        }
+                    }
                     if start < shape.weights {
                         job.dot(i, start, &bytes[..weights_end - start], &mut lanes);
                     }
@@ -626,8 +636,10 @@ fn stream_rows<S: Storage, KE>(
                         // SAFETY: output (row, position) is written by its row's worker only.
                         unsafe { out_d.set(i * job.out_stride + r - base, value) };
                     } else {
-                        // SAFETY: as above; only the cut piece writes this half.
-                        unsafe { lanes_d.set(carry_out + i, lanes) };
+                        for (l, &lane) in lanes[..used].iter().enumerate() {
+                            // SAFETY: as above; only the cut piece writes this half.
+                            unsafe { lanes_d.set((carry_out + i) * LANES + l, lane) };
+                        }
                     }
                 }
             };

@@ -38,21 +38,15 @@ impl<S: Storage> Source<S> {
     }
 }
 
-/// Moves `buf[start..start + len]` to the front, a word at a time when everything is
-/// word-aligned (as units and reads always are on a board), else byte by byte.
+/// Moves `buf[start..start + len]` to the front: a plain copy when the two do not overlap
+/// (the usual case: a unit cut by the end of a read, far smaller than a read), which the
+/// compiler turns into word moves.
 fn move_to_front(buf: &mut [u8], start: usize, len: usize) {
-    if len == 0 {
-        return;
-    }
-    let end = start + len;
-    let words = if start.is_multiple_of(4) && len.is_multiple_of(4) {
-        bytemuck::try_cast_slice_mut::<u8, u32>(&mut buf[..end]).ok()
+    if start >= len {
+        let (front, back) = buf.split_at_mut(start);
+        front[..len].copy_from_slice(&back[..len]);
     } else {
-        None
-    };
-    match words {
-        Some(words) => words.copy_within(start / 4..end / 4, 0),
-        None => buf.copy_within(start..end, 0),
+        buf.copy_within(start..start + len, 0);
     }
 }
 

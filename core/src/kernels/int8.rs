@@ -13,7 +13,7 @@
 //!   `x ≈ s · (hi + lo / 2^15)` with `s` a power of two, `hi` in −2^15..2^15 and `lo` in
 //!   0..2^15, both 16-bit. The representation error is below `2^-29 · max|x|` of the block,
 //!   finer than f32's own rounding of the sum, so this path loses nothing to f32 arithmetic.
-//! - [`ActivationCode::Int16`]: `q = round(x / s)`, `s = max|x| / 32767`.
+//! - [`ActivationCode::Int16`]: `q = round(x / s)` (ties to even), `s = max|x| / 32767`.
 //! - [`ActivationCode::Int8`]: `q = round(x / s)`, `s = max|x| / 127` (W8A8, as llama.cpp's
 //!   q8_0), stored as i16 like the others.
 //!
@@ -122,33 +122,44 @@ pub fn quantize_activations(code: ActivationCode, x: &[f32], q: &mut [i16], scal
     for ((xb, qb), s) in
         x.chunks_exact(Q_BLOCK).zip(q.chunks_exact_mut(per_block)).zip(scales.iter_mut())
     {
-        if xb.iter().any(|v| !v.is_finite()) {
+        // The largest magnitude, as bits: beyond the largest finite value means an infinity
+        // or a NaN somewhere in the block.
+        let top_bits = xb.iter().fold(0u32, |m, v| m.max(v.to_bits() & 0x7fff_ffff));
+        if top_bits > f32::MAX.to_bits() {
             qb.fill(0);
             *s = f32::NAN;
             continue;
         }
+        let amax = f32::from_bits(top_bits);
         match code {
-            ActivationCode::Split => *s = split_block(xb, qb),
-            ActivationCode::Int16 => *s = round_block(xb, qb, 32767.0),
-            ActivationCode::Int8 => *s = round_block(xb, qb, 127.0),
+            ActivationCode::Split => *s = split_block(xb, amax, qb),
+            ActivationCode::Int16 => *s = round_block(xb, amax, qb, 32767.0),
+            ActivationCode::Int8 => *s = round_block(xb, amax, qb, 127.0),
         }
     }
 }
 
-/// `q = round(x · top / max|x|)`, in [`act_position`] order; returns the scale.
-fn round_block(x: &[f32], q: &mut [i16], top: f32) -> f32 {
-    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+/// `v` rounded to the nearest integer, ties to even, for `|v| < 2^22`: adding and
+/// subtracting 1.5 · 2^23 leaves no bits below the units (two additions on every target).
+#[inline(always)]
+fn round_small(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (v + MAGIC) - MAGIC
+}
+
+/// `q = round(x · top / max|x|)` (ties to even), in [`act_position`] order; returns the
+/// scale.
+fn round_block(x: &[f32], amax: f32, q: &mut [i16], top: f32) -> f32 {
     let inv = if amax > 0.0 { top / amax } else { 0.0 };
     for (k, &v) in x.iter().enumerate() {
-        q[act_position(k)] = libm::roundf(v * inv).clamp(-top, top) as i16;
+        q[act_position(k)] = round_small((v * inv).clamp(-top, top)) as i16;
     }
     amax / top
 }
 
 /// The 31-bit fixed-point halves of one block, in [`split_position`] order; returns the
 /// block's power-of-two scale.
-fn split_block(x: &[f32], q: &mut [i16]) -> f32 {
-    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+fn split_block(x: &[f32], amax: f32, q: &mut [i16]) -> f32 {
     if amax == 0.0 {
         q.fill(0);
         return 0.0;
