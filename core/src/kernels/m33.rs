@@ -38,47 +38,17 @@ fn pairs(w: &[u8], a: &[i16], s: &[f32], per_block: usize, block0: usize) -> Opt
     (aligned && block0 % 2 == 0).then_some(n)
 }
 
-/// One weight word (`$w`) against its two activation words, into `r2` (`r3` is scratch);
-/// `$op` is `smlad` (accumulate) or `smuad` (start the sum).
+/// One weight word (`$w`) against its two activation words (`$a0`, `$a1`), into `r2` (`r3`
+/// is scratch); the first product is `$op` with `$acc`: `smuad` (no accumulator) starts the
+/// block's sum, `smlad` with `, r2` adds to it.
+#[rustfmt::skip]
 macro_rules! i16_word {
-    (smlad $w:literal, $a0:literal, $a1:literal) => {
+    ($op:literal, $acc:literal, $w:literal, $a0:literal, $a1:literal) => {
         concat!(
-            "sxtb16 r3, ",
-            $w,
-            "\n",
-            "smlad r2, r3, ",
-            $a0,
-            ", r2\n",
-            "sxtb16 ",
-            $w,
-            ", ",
-            $w,
-            ", ror #8\n",
-            "smlad r2, ",
-            $w,
-            ", ",
-            $a1,
-            ", r2\n",
-        )
-    };
-    (smuad $w:literal, $a0:literal, $a1:literal) => {
-        concat!(
-            "sxtb16 r3, ",
-            $w,
-            "\n",
-            "smuad r2, r3, ",
-            $a0,
-            "\n",
-            "sxtb16 ",
-            $w,
-            ", ",
-            $w,
-            ", ror #8\n",
-            "smlad r2, ",
-            $w,
-            ", ",
-            $a1,
-            ", r2\n",
+            "sxtb16 r3, ", $w, "\n",
+            $op, " r2, r3, ", $a0, $acc, "\n",
+            "sxtb16 ", $w, ", ", $w, ", ror #8\n",
+            "smlad r2, ", $w, ", ", $a1, ", r2\n",
         )
     };
 }
@@ -90,84 +60,64 @@ macro_rules! i16_block {
         concat!(
             "ldm r0!, {{r4, r5, r8, r9}}\n",
             "ldm r1!, {{r10, r11, r12, lr}}\n",
-            i16_word!(smuad "r4", "r10", "r11"),
-            i16_word!(smlad "r5", "r12", "lr"),
+            i16_word!("smuad", "", "r4", "r10", "r11"),
+            i16_word!("smlad", ", r2", "r5", "r12", "lr"),
             "ldm r1!, {{r10, r11, r12, lr}}\n",
-            i16_word!(smlad "r8", "r10", "r11"),
-            i16_word!(smlad "r9", "r12", "lr"),
+            i16_word!("smlad", ", r2", "r8", "r10", "r11"),
+            i16_word!("smlad", ", r2", "r9", "r12", "lr"),
             "ldm r0!, {{r4, r5, r8, r9}}\n",
             "ldm r1!, {{r10, r11, r12, lr}}\n",
-            i16_word!(smlad "r4", "r10", "r11"),
-            i16_word!(smlad "r5", "r12", "lr"),
+            i16_word!("smlad", ", r2", "r4", "r10", "r11"),
+            i16_word!("smlad", ", r2", "r5", "r12", "lr"),
             "ldm r1!, {{r10, r11, r12, lr}}\n",
-            i16_word!(smlad "r8", "r10", "r11"),
-            i16_word!(smlad "r9", "r12", "lr"),
+            i16_word!("smlad", ", r2", "r8", "r10", "r11"),
+            i16_word!("smlad", ", r2", "r9", "r12", "lr"),
         )
     };
 }
 
 /// One weight word (`$w`) against the `hi` and `lo` halves of its four activations
-/// (`r9, r10` and `r11, r12`), into `r2` and `r3` (`r4` is scratch).
+/// (`r9, r10` and `r11, r12`), into `r2` and `r3` (`r4` is scratch); `$hi` and `$lo` are the
+/// first two products (`smuad` to start the sums, `smlad` to add).
+#[rustfmt::skip]
 macro_rules! split_word {
-    (smlad $w:literal) => {
+    ($hi:literal, $lo:literal, $w:literal) => {
         concat!(
-            "sxtb16 r4, ",
-            $w,
-            "\n",
-            "smlad r2, r4, r9, r2\n",
-            "smlad r3, r4, r11, r3\n",
-            "sxtb16 ",
-            $w,
-            ", ",
-            $w,
-            ", ror #8\n",
-            "smlad r2, ",
-            $w,
-            ", r10, r2\n",
-            "smlad r3, ",
-            $w,
-            ", r12, r3\n",
-        )
-    };
-    (smuad $w:literal) => {
-        concat!(
-            "sxtb16 r4, ",
-            $w,
-            "\n",
-            "smuad r2, r4, r9\n",
-            "smuad r3, r4, r11\n",
-            "sxtb16 ",
-            $w,
-            ", ",
-            $w,
-            ", ror #8\n",
-            "smlad r2, ",
-            $w,
-            ", r10, r2\n",
-            "smlad r3, ",
-            $w,
-            ", r12, r3\n",
+            "sxtb16 r4, ", $w, "\n",
+            $hi, "\n",
+            $lo, "\n",
+            "sxtb16 ", $w, ", ", $w, ", ror #8\n",
+            "smlad r2, ", $w, ", r10, r2\n",
+            "smlad r3, ", $w, ", r12, r3\n",
         )
     };
 }
 
-/// Two weight words of the exact path: `ldm` them, then each with its four activation words.
+/// Two weight words of the exact path: `ldm` them, then each with its four activation words;
+/// `$hi`, `$lo` start the first word's sums (see `split_word`).
+#[rustfmt::skip]
 macro_rules! split_words {
-    ($op:ident) => {
+    ($hi:literal, $lo:literal) => {
         concat!(
             "ldm r0!, {{r5, r8}}\n",
             "ldm r1!, {{r9, r10, r11, r12}}\n",
-            split_word!($op "r5"),
+            split_word!($hi, $lo, "r5"),
             "ldm r1!, {{r9, r10, r11, r12}}\n",
-            split_word!(smlad "r8"),
+            split_word!("smlad r2, r4, r9, r2", "smlad r3, r4, r11, r3", "r8"),
         )
     };
 }
 
 /// One block of the exact path: `r2 = Σ w·hi`, `r3 = Σ w·lo`.
+#[rustfmt::skip]
 macro_rules! split_block {
     () => {
-        concat!(split_words!(smuad), split_words!(smlad), split_words!(smlad), split_words!(smlad))
+        concat!(
+            split_words!("smuad r2, r4, r9", "smuad r3, r4, r11"),
+            split_words!("smlad r2, r4, r9, r2", "smlad r3, r4, r11, r3"),
+            split_words!("smlad r2, r4, r9, r2", "smlad r3, r4, r11, r3"),
+            split_words!("smlad r2, r4, r9, r2", "smlad r3, r4, r11, r3"),
+        )
     };
 }
 
