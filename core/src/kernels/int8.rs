@@ -222,23 +222,50 @@ pub fn split_sum(hi: i32, lo: i32) -> f32 {
     hi as f32 + lo as f32 * (1.0 / 32768.0)
 }
 
+/// Calls `f(b, scale_bits, weights)` for block `b` of whole int8 units `w` (a pair's two
+/// blocks, then an odd row's single one), in order.
+#[inline(always)]
+fn for_blocks(w: &[u8], mut f: impl FnMut(usize, u16, &[u8; Q_BLOCK])) {
+    let mut b = 0;
+    let mut units = w.chunks_exact(PAIR_BYTES);
+    for unit in &mut units {
+        let (d0, d1) = (le_u16(unit, 0), le_u16(unit, 1));
+        let (q0, q1) = unit[4..].split_at(Q_BLOCK);
+        if let (Ok(q0), Ok(q1)) = (q0.try_into(), q1.try_into()) {
+            f(b, d0, q0);
+            f(b + 1, d1, q1);
+        }
+        b += 2;
+    }
+    let rest = units.remainder();
+    if let Some(Ok(q)) = (rest.len() == SINGLE_BYTES).then(|| rest[4..].try_into()) {
+        f(b, le_u16(rest, 0), q);
+    }
+}
+
 /// The int16 and int8 paths' plain kernel: `lanes[(block0 + b) % 4] += d_b · (s_b · H_b)`
 /// over the blocks of units `w`, activations `a` (32 per block) and scales `s`.
 pub fn dot_i8_i16(w: &[u8], a: &[i16], s: &[f32], block0: usize, lanes: &mut Lanes) {
-    for (b, ((d, q), (ab, &sb))) in blocks(w).zip(a.chunks_exact(Q_BLOCK).zip(s)).enumerate() {
-        let t = isum_plain(q, ab) as f32;
-        lanes[(block0 + b) % BLOCK_LANES] += f16_to_f32(d) * (sb * t);
-    }
+    let n = block_count(w).min(s.len()).min(a.len() / Q_BLOCK);
+    for_blocks(w, |b, d, q| {
+        if b < n {
+            let t = isum_plain(q, &a[b * Q_BLOCK..(b + 1) * Q_BLOCK]) as f32;
+            lanes[(block0 + b) % BLOCK_LANES] += f16_to_f32(d) * (s[b] * t);
+        }
+    });
 }
 
 /// The exact path's plain kernel: as [`dot_i8_i16`] with `t_b = H_b + L_b · 2^-15` over
 /// split activations (64 per block).
 pub fn dot_i8_split(w: &[u8], a: &[i16], s: &[f32], block0: usize, lanes: &mut Lanes) {
     let per_block = 2 * Q_BLOCK;
-    for (b, ((d, q), (ab, &sb))) in blocks(w).zip(a.chunks_exact(per_block).zip(s)).enumerate() {
-        let (hi, lo) = isum_split_plain(q, ab);
-        lanes[(block0 + b) % BLOCK_LANES] += f16_to_f32(d) * (sb * split_sum(hi, lo));
-    }
+    let n = block_count(w).min(s.len()).min(a.len() / per_block);
+    for_blocks(w, |b, d, q| {
+        if b < n {
+            let (hi, lo) = isum_split_plain(q, &a[b * per_block..(b + 1) * per_block]);
+            lanes[(block0 + b) % BLOCK_LANES] += f16_to_f32(d) * (s[b] * split_sum(hi, lo));
+        }
+    });
 }
 
 /// Whole rows through a per-row kernel: what every [`super::IntRows`] computes.
