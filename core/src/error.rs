@@ -202,6 +202,11 @@ impl fmt::Display for FormatError {
                 }
                 f.write_str("\", expected \"PGPT\"")
             }
+            Self::UnsupportedVersion { found, supported } if found < supported => write!(
+                f,
+                "pack format version {found} is older than this build's version {supported}: \
+                 re-pack the checkpoint with this build's `host-tools pack`"
+            ),
             Self::UnsupportedVersion { found, supported } => write!(
                 f,
                 "pack format version {found} is not supported (this build reads version {supported})"

@@ -18,11 +18,12 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{BLOCK_ELEMS, ModelConfig};
+use crate::kernels::int8::{PAIR_BYTES, int8_row_bytes};
 
 /// First four bytes of every pack.
 pub const MAGIC: [u8; 4] = *b"PGPT";
 /// The format version this crate reads and writes.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// Bytes before the manifest: magic, version, manifest length, manifest CRC32.
 pub const HEADER_BYTES: usize = 16;
 /// Alignment of every tensor in the file: one SD-card sector.
@@ -31,7 +32,7 @@ pub const ALIGNMENT: u32 = 512;
 pub const ENTRY_BYTES: usize = 40;
 /// Largest manifest `core` accepts (the 1558M model needs about 23 KiB).
 pub const MAX_MANIFEST_BYTES: u32 = 1 << 20;
-/// Most LM-head input channels a pack may keep in f16 beside the int8 blocks.
+/// Most LM-head input channels a pack may keep in f32 beside the int8 blocks.
 pub const MAX_OUTLIERS: usize = 32;
 
 /// The fixed-size header at offset 0.
@@ -105,7 +106,7 @@ pub const MAX_OVERRIDES: usize = 64;
 pub struct QuantScheme {
     /// Format of every 2-D weight (and of `wte`, the tied LM head) unless overridden.
     pub matrices: MatrixFormat,
-    /// Input channels of the LM head stored beside each int8 `wte` row in f16, because the
+    /// Input channels of the LM head stored beside each int8 `wte` row in f32, because the
     /// final layer norm makes them far larger than the rest (empty unless `wte` is int8).
     pub lm_head_outliers: heapless::Vec<u16, MAX_OUTLIERS>,
     /// Matrices kept in another format than `matrices` (mixed precision: say, an int4 pack
@@ -117,6 +118,13 @@ impl QuantScheme {
     /// One format for every matrix, no outlier channels, no overrides.
     pub fn uniform(matrices: MatrixFormat) -> Self {
         Self { matrices, lm_head_outliers: heapless::Vec::new(), overrides: heapless::Vec::new() }
+    }
+
+    /// Whether any matrix is stored as integers (int8, int4): the matrices the activation
+    /// paths ([`crate::Activations`]) apply to.
+    pub fn has_integer_matrices(&self) -> bool {
+        let integer = |f: MatrixFormat| matches!(f, MatrixFormat::Int8 { .. } | MatrixFormat::Int4);
+        integer(self.matrices) || self.overrides.iter().any(|o| integer(o.format))
     }
 }
 
@@ -205,10 +213,11 @@ pub enum DType {
 pub struct TensorFormat {
     /// Element type.
     pub dtype: DType,
-    /// Elements per block (int8: per scale; f32/f16: [`BLOCK_ELEMS`]).
+    /// Elements per block (int8: per scale, a multiple of 32 or a whole row, stored as one
+    /// scale per 32; f32/f16/int4: [`BLOCK_ELEMS`]).
     #[serde(with = "postcard::fixint::le")]
     pub block: u32,
-    /// f16 values appended to each row (the LM head's outlier channels).
+    /// f32 values appended to each row (the LM head's outlier channels).
     #[serde(with = "postcard::fixint::le")]
     pub extras: u32,
 }
@@ -219,21 +228,42 @@ impl TensorFormat {
     /// Plain f16.
     pub const F16: Self = Self { dtype: DType::F16, block: BLOCK_ELEMS as u32, extras: 0 };
 
-    /// Bytes of one block of `block` elements.
-    pub fn block_bytes(&self) -> usize {
-        let n = self.block as usize;
+    /// Bytes of one streaming unit, the smallest piece a row is ever cut into: a block of
+    /// [`BLOCK_ELEMS`] for f32, f16 and int4, a pair of blocks for int8 (whose odd rows end
+    /// with one single block, see [`crate::kernels::int8`]).
+    pub fn unit_bytes(&self) -> usize {
         match self.dtype {
-            DType::F32 => 4 * n,
-            DType::F16 => 2 * n,
-            DType::Int8 => 2 + n,
-            DType::Int4 => 2 + n / 2,
+            DType::F32 => 4 * BLOCK_ELEMS,
+            DType::F16 => 2 * BLOCK_ELEMS,
+            DType::Int8 => PAIR_BYTES,
+            DType::Int4 => 2 + BLOCK_ELEMS / 2,
         }
+    }
+
+    /// Elements of one unit.
+    pub fn unit_elems(&self) -> usize {
+        match self.dtype {
+            DType::Int8 => 2 * BLOCK_ELEMS,
+            _ => BLOCK_ELEMS,
+        }
+    }
+
+    /// Bytes of the weights of one row of `cols` elements (extras excluded).
+    pub fn weight_bytes(&self, cols: usize) -> usize {
+        match self.dtype {
+            DType::Int8 => int8_row_bytes(cols),
+            _ => cols / BLOCK_ELEMS * self.unit_bytes(),
+        }
+    }
+
+    /// Bytes of the f32 extras after each row.
+    pub fn extras_bytes(&self) -> usize {
+        4 * self.extras as usize
     }
 
     /// Bytes of one row of `cols` elements, extras included.
     pub fn row_bytes(&self, cols: usize) -> usize {
-        let blocks = cols / self.block.max(1) as usize;
-        blocks * self.block_bytes() + 2 * self.extras as usize
+        self.weight_bytes(cols) + self.extras_bytes()
     }
 }
 
@@ -246,7 +276,7 @@ impl fmt::Display for TensorFormat {
             DType::Int4 => write!(f, "int4 blocks of {}", self.block)?,
         }
         if self.extras > 0 {
-            write!(f, " + {} f16 outlier channels", self.extras)?;
+            write!(f, " + {} f32 outlier channels", self.extras)?;
         }
         Ok(())
     }

@@ -1,14 +1,16 @@
 //! The GPT-2 forward pass over streamed weights (picoGPT's `gpt2()`, one chunk at a time).
 //!
 //! A call handles up to `batch` positions per pass over the weights: every weight chunk that
-//! is read is applied to all of them before the next one is read.
+//! is read is applied to all of them before the next one is read. Each chunk's rows are
+//! split between the caller's [`Workers`].
 
 use crate::config::ModelConfig;
 use crate::error::Error;
 use crate::format::{DType, TensorFormat, TensorId, TensorKind};
+use crate::kernels::int8::{ActivationCode, Q_BLOCK};
 use crate::kernels::{
-    LANES, Lanes, Q8_BLOCK, decode_f16, decode_f32, decode_int4, decode_int8, dot, dot_f16,
-    dot_f32, dot_int4, dot_int8, dot_q4, dot_q8, f16_to_f32, quantize_q8, reduce, sum,
+    Kernels, LANES, Lanes, decode_f16, decode_f32, decode_int4, decode_int8, dot, dot_int4, dot_q4,
+    quantize_activations, reduce, reduce_blocks, sum,
 };
 use crate::kv::KvCache;
 use crate::layout::Layout;
@@ -16,6 +18,7 @@ use crate::logits::LogitSink;
 use crate::model::{Model, table_crc};
 use crate::storage::Storage;
 use crate::stream::{Source, TensorStream};
+use crate::workers::{Disjoint, OneWorker, Workers, share};
 use crate::workspace::{ActBuffers, Activations, Scratch, Workspace};
 
 impl<S: Storage> Model<S> {
@@ -32,6 +35,20 @@ impl<S: Storage> Model<S> {
         tokens: &[u32],
         start: usize,
         sink: &mut L,
+    ) -> Result<(), Error<S::Error, K::Error>> {
+        self.forward_with(ws, kv, tokens, start, sink, &mut OneWorker)
+    }
+
+    /// [`Self::forward`] with every matrix's rows split between `workers` (host threads, a
+    /// second core): the same bits for any number of workers.
+    pub fn forward_with<K: KvCache, L: LogitSink>(
+        &mut self,
+        ws: &mut Workspace<'_>,
+        kv: &mut K,
+        tokens: &[u32],
+        start: usize,
+        sink: &mut L,
+        workers: &mut dyn Workers,
     ) -> Result<(), Error<S::Error, K::Error>> {
         let cfg = *self.layout.config();
         if !ws.fits(&self.layout) {
@@ -54,13 +71,17 @@ impl<S: Storage> Model<S> {
         }
         let batch = ws.batch();
         for (i, group) in tokens.chunks(batch).enumerate() {
-            self.pass(ws, kv, group, start + i * batch)?;
+            self.pass(ws, kv, group, start + i * batch, workers)?;
         }
-        self.lm_head(ws, (tokens.len() - 1) % batch, sink)
+        self.lm_head(ws, (tokens.len() - 1) % batch, sink, workers)
     }
 
     /// The weight-reading context of a pass, over the workspace's scratch buffers.
-    fn ctx<'a>(&'a mut self, scratch: &'a mut Scratch<'_>) -> Ctx<'a, S> {
+    fn ctx<'a>(
+        &'a mut self,
+        scratch: &'a mut Scratch<'_>,
+        workers: &'a mut dyn Workers,
+    ) -> Ctx<'a, S> {
         Ctx {
             weights: Weights {
                 src: &mut self.src,
@@ -69,7 +90,9 @@ impl<S: Storage> Model<S> {
                 chunk: scratch.chunk,
                 chunk_bytes: scratch.chunk_bytes,
             },
-            lanes: scratch.lanes,
+            kernels: self.kernels,
+            workers,
+            carry: scratch.lanes,
             activations: scratch.activations,
             q8: scratch.q8,
             q8_scales: scratch.q8_scales,
@@ -83,13 +106,14 @@ impl<S: Storage> Model<S> {
         kv: &mut K,
         tokens: &[u32],
         pos0: usize,
+        workers: &mut dyn Workers,
     ) -> Result<(), Error<S::Error, K::Error>> {
         use TensorKind::*;
         let cfg = *self.layout.config();
         let (d, n) = (cfg.embd(), tokens.len());
         let ActBuffers { x, xn, big, stats, kv_row } = &mut ws.act;
         let (x, xn, big) = (&mut x[..n * d], &mut xn[..n * d], &mut big[..n * 4 * d]);
-        let mut ctx = self.ctx(&mut ws.scratch);
+        let mut ctx = self.ctx(&mut ws.scratch, workers);
         // [n, n_embd] <- wte[token] + wpe[pos]
         for (i, &token) in tokens.iter().enumerate() {
             let (xi, tmp) = (&mut x[i * d..(i + 1) * d], &mut xn[i * d..(i + 1) * d]);
@@ -135,18 +159,20 @@ impl<S: Storage> Model<S> {
         ws: &mut Workspace<'_>,
         last: usize,
         sink: &mut L,
+        workers: &mut dyn Workers,
     ) -> Result<(), Error<S::Error, KE>> {
         let cfg = *self.layout.config();
         let d = cfg.embd();
         let ActBuffers { x, xn, big, .. } = &mut ws.act;
-        let mut ctx = self.ctx(&mut ws.scratch);
+        let mut ctx = self.ctx(&mut ws.scratch, workers);
         let h = &mut xn[..d];
         let (ln_w, ln_b) = (TensorKind::LnFWeight, TensorKind::LnFBias);
         let (ln_w, ln_b) = (TensorId::global(ln_w), TensorId::global(ln_b));
         // [n_embd] -> [n_embd]
         ctx.layernorm(ln_w, ln_b, &x[last * d..(last + 1) * d], h, d, cfg.layer_norm_epsilon)?;
-        // [n_embd] -> [n_vocab], one logit at a time
-        ctx.logits(h, &mut big[..d], sink)
+        // [n_embd] -> [n_vocab], a run of logits at a time, fed to the sink in id order
+        let (masked, logits) = big[..4 * d].split_at_mut(d);
+        ctx.logits(h, masked, logits, sink)
     }
 }
 
@@ -159,22 +185,16 @@ struct Weights<'a, S> {
     chunk_bytes: usize,
 }
 
-/// The weight-reading steps of a pass: weights plus the per-row partial sums and the
-/// quantized matrix inputs of the int8 path.
+/// The weight-reading steps of a pass: weights, kernels and workers, plus the lanes of rows
+/// cut by a chunk's end and the coded matrix inputs of the integer paths.
 struct Ctx<'a, S> {
     weights: Weights<'a, S>,
-    lanes: &'a mut [Lanes],
+    kernels: Kernels,
+    workers: &'a mut dyn Workers,
+    carry: &'a mut [Lanes],
     activations: Activations,
     q8: &'a mut [i16],
     q8_scales: &'a mut [f32],
-}
-
-/// The inputs of a matrix product, as its kernel reads them.
-enum Input<'a> {
-    /// Rows of f32, `stride` apart.
-    F32 { x: &'a [f32], stride: usize },
-    /// Rows of `cols` int8 values (as i16) with a scale per 32.
-    Q8 { q: &'a [i16], scales: &'a [f32], cols: usize },
 }
 
 impl<S: Storage> Weights<'_, S> {
@@ -214,9 +234,8 @@ impl<S: Storage> Weights<'_, S> {
     ) -> Result<(), Error<S::Error, KE>> {
         let id = TensorId::global(kind);
         let format = self.layout.format(id);
-        let cols = self.layout.shape(kind).1;
-        let row_bytes = format.row_bytes(cols);
-        let offset = self.layout.offset(id) + (row * row_bytes) as u64;
+        let shape = RowShape::new(format, self.layout.shape(kind).1);
+        let offset = self.layout.offset(id) + (row * shape.bytes) as u64;
         let outliers = &self.layout.quant().lm_head_outliers;
         let mut stream = TensorStream::new(
             &mut *self.src,
@@ -224,41 +243,52 @@ impl<S: Storage> Weights<'_, S> {
             self.chunk_bytes,
             id,
             offset,
-            row_bytes as u64,
+            shape.bytes as u64,
             None,
         );
-        let (unit, unit_elems) = (format.block_bytes(), format.block as usize);
-        let mut col = 0;
-        while col < cols {
-            let run = stream.take(unit, (cols - col) / unit_elems)?;
-            let k = run.len() / unit * unit_elems;
-            decode(&format, run, &mut out[col..col + k]);
-            col += k;
-        }
-        if format.extras > 0 {
-            let extras = stream.take(2 * format.extras as usize, 1)?;
-            for (e, &channel) in extras.chunks_exact(2).zip(outliers) {
-                out[usize::from(channel)] = f16_to_f32(u16::from_le_bytes([e[0], e[1]]));
+        let mut at = 0;
+        while at < shape.bytes {
+            let run = stream.take_cut(shape.segment(at), |ready| shape.cut(at, ready, 1))?;
+            let end = at + run.len();
+            if at < shape.weights {
+                let weights_end = end.min(shape.weights);
+                let (c0, c1) = (shape.col(at), shape.col(weights_end));
+                decode(&format, &run[..weights_end - at], &mut out[c0..c1]);
             }
+            if end > shape.weights {
+                let extras = &run[shape.weights.max(at) - at..];
+                for (e, &channel) in extras.chunks_exact(4).zip(outliers) {
+                    out[usize::from(channel)] = f32::from_le_bytes([e[0], e[1], e[2], e[3]]);
+                }
+            }
+            at = end;
         }
         Ok(())
     }
 
-    /// Calls `f(index, value)` for each element of an f32 vector tensor.
-    fn for_each_value<KE>(
+    /// Applies `f(row, vector)` to each of the `n` rows of `x` (`stride` apart) with the f32
+    /// vector tensor `id`: `row[c] = f(row[c], vector[c])`, a run of the vector at a time.
+    fn apply_vector<KE>(
         &mut self,
         id: TensorId,
-        mut f: impl FnMut(usize, f32),
+        x: &mut [f32],
+        n: usize,
+        stride: usize,
+        f: impl Fn(f32, f32) -> f32,
     ) -> Result<(), Error<S::Error, KE>> {
         let cols = self.layout.shape(id.kind).1;
         let mut stream = self.tensor(id)?;
         let mut index = 0;
         while index < cols {
             let run = stream.take(4, cols - index)?;
-            for b in run.chunks_exact(4) {
-                f(index, f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-                index += 1;
+            let len = run.len() / 4;
+            for i in 0..n {
+                let row = &mut x[i * stride + index..i * stride + index + len];
+                for (v, b) in row.iter_mut().zip(run.chunks_exact(4)) {
+                    *v = f(*v, f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                }
             }
+            index += len;
         }
         stream.finish()
     }
@@ -287,16 +317,8 @@ impl<S: Storage> Ctx<'_, S> {
             }
         }
         let n = out.len() / d;
-        self.weights.for_each_value(weight, |c, g| {
-            for i in 0..n {
-                out[i * d + c] *= g;
-            }
-        })?;
-        self.weights.for_each_value(bias, |c, b| {
-            for i in 0..n {
-                out[i * d + c] += b;
-            }
-        })
+        self.weights.apply_vector(weight, out, n, d, |v, g| v * g)?;
+        self.weights.apply_vector(bias, out, n, d, |v, b| v + b)
     }
 
     /// `out[i] = input[i] · Wᵀ + b` for each of the `n` rows (row strides given).
@@ -312,145 +334,409 @@ impl<S: Storage> Ctx<'_, S> {
         let n = input.len() / in_stride;
         let (rows, cols) = self.weights.layout.shape(weight.kind);
         let format = self.weights.layout.format(weight);
-        let Self { weights, lanes, activations, q8, q8_scales } = self;
-        let input = prepare(&format, *activations, input, in_stride, n, cols, q8, q8_scales);
-        let lanes = &mut lanes[..n];
+        let Self { weights, kernels, workers, carry, activations, q8, q8_scales } = self;
+        let ops = prepare(&format, *activations, kernels, input, in_stride, n, cols, q8, q8_scales);
+        let job = RowJob { ops, shape: RowShape::new(format, cols), n, out_stride, extras: None };
         let mut stream = weights.tensor(weight)?;
-        for r in 0..rows {
-            row_dots(&mut stream, &format, cols, &input, lanes)?;
-            for (i, acc) in lanes.iter().enumerate() {
-                out[i * out_stride + r] = reduce(acc);
-            }
-        }
+        let plan = RunPlan { rows, max_rows: rows, base_per_run: false };
+        stream_rows(&mut stream, &mut **workers, &mut carry[..2 * n], &job, plan, out, |_, _| {
+            Ok(())
+        })?;
         stream.finish()?;
-        self.weights.for_each_value(bias, |c, b| {
-            for i in 0..n {
-                out[i * out_stride + c] += b;
-            }
-        })
+        self.weights.apply_vector(bias, out, n, out_stride, |v, b| v + b)
     }
 
     /// Streams the tied LM head: logit of token t = wte[t] · h, fed to `sink` in id order.
-    /// `masked` is scratch for `h` without its outlier channels (which the int8 path must
-    /// leave out of the activation scales: they are multiplied exactly, from the row's f16
-    /// extras).
+    /// `masked` is scratch for `h` without its outlier channels (which must be left out of
+    /// the activations' coding: they are multiplied exactly, from the row's f32 extras), and
+    /// `logits` holds one run's logits before they go to the sink.
     fn logits<L: LogitSink, KE>(
         &mut self,
         h: &[f32],
         masked: &mut [f32],
+        logits: &mut [f32],
         sink: &mut L,
     ) -> Result<(), Error<S::Error, KE>> {
         let id = TensorId::global(TensorKind::Wte);
         let layout = self.weights.layout;
         let (rows, cols) = layout.shape(TensorKind::Wte);
         let format = layout.format(id);
-        let extras = 2 * format.extras as usize;
         let outliers = &layout.quant().lm_head_outliers;
         masked.copy_from_slice(h);
-        if extras > 0 {
+        if format.extras > 0 {
             for &c in outliers {
                 masked[usize::from(c)] = 0.0;
             }
         }
-        let Self { weights, lanes, activations, q8, q8_scales } = self;
-        let input = prepare(&format, *activations, masked, cols, 1, cols, q8, q8_scales);
-        let acc = &mut lanes[..1];
+        let Self { weights, kernels, workers, carry, activations, q8, q8_scales } = self;
+        let ops = prepare(&format, *activations, kernels, masked, cols, 1, cols, q8, q8_scales);
+        let extras = (format.extras > 0).then_some(Extras { channels: outliers, h });
+        let job = RowJob { ops, shape: RowShape::new(format, cols), n: 1, out_stride: 0, extras };
         let mut stream = weights.tensor(id)?;
-        for token in 0..rows as u32 {
-            row_dots(&mut stream, &format, cols, &input, acc)?;
-            let mut logit = reduce(&acc[0]);
-            if extras > 0 {
-                let run = stream.take(extras, 1)?;
-                let mut side = 0.0f32;
-                for (e, &channel) in run.chunks_exact(2).zip(outliers) {
-                    side += f16_to_f32(u16::from_le_bytes([e[0], e[1]])) * h[usize::from(channel)];
+        let plan = RunPlan { rows, max_rows: logits.len(), base_per_run: true };
+        stream_rows(
+            &mut stream,
+            &mut **workers,
+            &mut carry[..2],
+            &job,
+            plan,
+            logits,
+            |first, run| {
+                for (token, &logit) in (first as u32..).zip(run) {
+                    if !logit.is_finite() {
+                        return Err(Error::NonFinite { token });
+                    }
+                    sink.accept(token, logit);
                 }
-                logit += side;
-            }
-            if !logit.is_finite() {
-                return Err(Error::NonFinite { token });
-            }
-            sink.accept(token, logit);
-        }
+                Ok(())
+            },
+        )?;
         stream.finish()
     }
 }
 
-/// The matrix input as the kernel for `format` reads it: quantized into the int8 buffers
-/// on the int8 path, else the f32 rows as they are.
+/// How a matrix row's bytes divide: the units it may be cut between, then its extras.
+#[derive(Clone, Copy, Debug)]
+struct RowShape {
+    format: TensorFormat,
+    cols: usize,
+    /// Bytes of the row's weights.
+    weights: usize,
+    /// Bytes of the row, extras included.
+    bytes: usize,
+}
+
+impl RowShape {
+    fn new(format: TensorFormat, cols: usize) -> Self {
+        Self { format, cols, weights: format.weight_bytes(cols), bytes: format.row_bytes(cols) }
+    }
+
+    /// Bytes of the segment starting at row offset `at` (a unit boundary): a unit, the
+    /// single block an odd int8 row ends with, or the extras.
+    fn segment(&self, at: usize) -> usize {
+        if at >= self.weights {
+            self.bytes - at
+        } else {
+            (self.weights - at).min(self.format.unit_bytes())
+        }
+    }
+
+    /// The column at row offset `at` (a unit boundary).
+    fn col(&self, at: usize) -> usize {
+        if at >= self.weights {
+            self.cols
+        } else {
+            at / self.format.unit_bytes() * self.format.unit_elems()
+        }
+    }
+
+    /// How many of `ready` bytes from row offset `at` to take: up to a segment boundary,
+    /// touching at most `max_rows` rows.
+    fn cut(&self, at: usize, ready: usize, max_rows: usize) -> usize {
+        let to_row_end = self.bytes - at;
+        if ready < to_row_end {
+            return self.cut_in_row(at, ready);
+        }
+        let whole = ((ready - to_row_end) / self.bytes).min(max_rows.saturating_sub(1));
+        let taken = to_row_end + whole * self.bytes;
+        if whole + 1 < max_rows { taken + self.cut_in_row(0, ready - taken) } else { taken }
+    }
+
+    /// Bytes up to the last unit boundary within `ready` bytes from `at`, short of the row's
+    /// end (extras are never cut).
+    fn cut_in_row(&self, at: usize, ready: usize) -> usize {
+        let end = at + ready;
+        if end >= self.weights {
+            return self.weights.saturating_sub(at);
+        }
+        let unit = self.format.unit_bytes();
+        (end / unit * unit).saturating_sub(at)
+    }
+}
+
+/// A matrix's inputs as its kernel reads them.
+#[derive(Clone, Copy)]
+enum Operands<'a> {
+    /// Rows of f32 activations `stride` apart, against f32, f16 or int4 weights.
+    Float { x: &'a [f32], stride: usize, dot: crate::kernels::FloatDot },
+    /// Rows of `cols` coded activations (`halves` values per element, a scale per 32)
+    /// against int8 weights, through `dot` (a piece of a row) or `rows` (whole rows).
+    Int8 {
+        q: &'a [i16],
+        scales: &'a [f32],
+        cols: usize,
+        halves: usize,
+        dot: crate::kernels::IntDot,
+        rows: crate::kernels::IntRows,
+    },
+    /// Rows of `cols` 16-bit activations (a scale per 32) against int4 weights.
+    Int4 { q: &'a [i16], scales: &'a [f32], cols: usize },
+}
+
+/// The LM head's outlier channels, multiplied exactly from each row's f32 extras.
+#[derive(Clone, Copy)]
+struct Extras<'a> {
+    channels: &'a [u16],
+    /// The unmasked final layer-norm output.
+    h: &'a [f32],
+}
+
+/// Everything a worker needs to compute rows of one matrix.
+struct RowJob<'a> {
+    ops: Operands<'a>,
+    shape: RowShape,
+    /// Positions (input rows).
+    n: usize,
+    /// Distance between positions in the output.
+    out_stride: usize,
+    extras: Option<Extras<'a>>,
+}
+
+impl RowJob<'_> {
+    /// `lanes += w · input[i]` for the columns from row offset `at` that `w` (whole units)
+    /// covers.
+    fn dot(&self, i: usize, at: usize, w: &[u8], lanes: &mut Lanes) {
+        let c0 = self.shape.col(at);
+        let c1 = self.shape.col(at + w.len());
+        match self.ops {
+            Operands::Float { x, stride, dot } => {
+                dot(w, &x[i * stride + c0..i * stride + c1], lanes)
+            }
+            Operands::Int8 { q, scales, cols, halves, dot, .. } => {
+                let (a0, a1) = (i * cols + c0, i * cols + c1);
+                let s = &scales[a0 / Q_BLOCK..a1 / Q_BLOCK];
+                dot(w, &q[a0 * halves..a1 * halves], s, c0 / Q_BLOCK, lanes);
+            }
+            Operands::Int4 { q, scales, cols } => {
+                let (a0, a1) = (i * cols + c0, i * cols + c1);
+                dot_q4(w, &q[a0..a1], &scales[a0 / Q_BLOCK..a1 / Q_BLOCK], &mut lanes[0]);
+            }
+        }
+    }
+
+    /// Lanes the row's kernel uses (the rest stay 0).
+    fn lanes_used(&self) -> usize {
+        match self.ops {
+            Operands::Float { .. } => LANES,
+            Operands::Int8 { .. } => crate::kernels::BLOCK_LANES,
+            Operands::Int4 { .. } => 1,
+        }
+    }
+
+    /// The dot product a row's lanes add up to.
+    fn reduce(&self, lanes: &Lanes) -> f32 {
+        match self.ops {
+            Operands::Float { .. } => reduce(lanes),
+            Operands::Int8 { .. } => reduce_blocks(lanes),
+            Operands::Int4 { .. } => lanes[0],
+        }
+    }
+
+    /// `value` plus the outlier channels' products from a row's `extras` bytes.
+    fn with_extras(&self, value: f32, extras: &[u8]) -> f32 {
+        let Some(Extras { channels, h }) = self.extras else { return value };
+        let mut side = 0.0f32;
+        for (e, &channel) in extras.chunks_exact(4).zip(channels) {
+            side += f32::from_le_bytes([e[0], e[1], e[2], e[3]]) * h[usize::from(channel)];
+        }
+        value + side
+    }
+
+    /// The finished values of whole rows `w` (`out[r]` for row `r`) at position `i`.
+    fn rows(&self, i: usize, w: &[u8], out: &mut [f32]) {
+        let (row_bytes, weights) = (self.shape.bytes, self.shape.weights);
+        match self.ops {
+            Operands::Int8 { q, scales, cols, halves, rows, .. } => {
+                let a = &q[i * cols * halves..(i + 1) * cols * halves];
+                let s = &scales[i * cols / Q_BLOCK..(i + 1) * cols / Q_BLOCK];
+                rows(w, row_bytes, weights, a, s, out);
+            }
+            _ => {
+                for (row, o) in w.chunks_exact(row_bytes).zip(out.iter_mut()) {
+                    let mut lanes = [0.0; LANES];
+                    self.dot(i, 0, &row[..weights], &mut lanes);
+                    *o = self.reduce(&lanes);
+                }
+            }
+        }
+        if self.extras.is_some() {
+            for (row, o) in w.chunks_exact(row_bytes).zip(out.iter_mut()) {
+                *o = self.with_extras(*o, &row[weights..]);
+            }
+        }
+    }
+}
+
+/// Which rows a matrix streams and how its runs map to the output.
+#[derive(Clone, Copy)]
+struct RunPlan {
+    rows: usize,
+    /// Most rows one run touches.
+    max_rows: usize,
+    /// Whether the output holds one run (row `r` of a run starting at row `r0` goes to
+    /// `out[r − r0]`, handed to `after` when the run is done) or the whole matrix (`out[r]`).
+    base_per_run: bool,
+}
+
+/// Streams the rows of a matrix run by run, each run's rows split between `workers`, and
+/// calls `after(first_row, values)` with the rows each run finished (when `base_per_run`).
+///
+/// A run's pieces are its rows: the first may continue a row cut by the previous run (its
+/// lanes come from one half of `carry`), the last may be cut (its lanes go to the other).
+fn stream_rows<S: Storage, KE>(
+    stream: &mut TensorStream<'_, S>,
+    workers: &mut dyn Workers,
+    carry: &mut [Lanes],
+    job: &RowJob<'_>,
+    plan: RunPlan,
+    out: &mut [f32],
+    mut after: impl FnMut(usize, &[f32]) -> Result<(), Error<S::Error, KE>>,
+) -> Result<(), Error<S::Error, KE>> {
+    let (shape, n) = (job.shape, job.n);
+    let (mut row, mut at, mut parity) = (0usize, 0usize, 0usize);
+    while row < plan.rows {
+        let max_rows = plan.max_rows.min(plan.rows - row);
+        let run = stream.take_cut(shape.segment(at), |ready| shape.cut(at, ready, max_rows))?;
+        let first = (shape.bytes - at).min(run.len());
+        let pieces = 1 + (run.len() - first).div_ceil(shape.bytes);
+        let cut_last = (at + run.len()) % shape.bytes != 0;
+        let base = if plan.base_per_run { row } else { 0 };
+        let (row0, at0, count) = (row, at, workers.count());
+        let (carry_in, carry_out) = (parity * n, (1 - parity) * n);
+        {
+            let (lanes_d, out_d) =
+                (Disjoint::new(carry.as_flattened_mut()), Disjoint::new(&mut *out));
+            let used = job.lanes_used();
+            let piece = |p: usize| {
+                let (r, start, offset) = if p == 0 {
+                    (row0, at0, 0)
+                } else {
+                    (row0 + p, 0, first + (p - 1) * shape.bytes)
+                };
+                let len = if p == 0 { first } else { (run.len() - offset).min(shape.bytes) };
+                let bytes = &run[offset..offset + len];
+                let (weights_end, end) = ((start + len).min(shape.weights), start + len);
+                for i in 0..n {
+                    let mut lanes = [0.0; LANES];
+                    if start > 0 {
+                        for (l, lane) in lanes[..used].iter_mut().enumerate() {
+                            // SAFETY: the carried row is the run's first piece and the cut
+                            // one its last; each piece belongs to one worker, and the two use
+                            // different halves of `carry`.
+                            *lane =
+                                unsafe { lanes_d.get((carry_in + i) * LANES + l) }.unwrap_or(0.0);
+                        }
+                    }
+                    if start < shape.weights {
+                        job.dot(i, start, &bytes[..weights_end - start], &mut lanes);
+                    }
+                    if end == shape.bytes {
+                        let value = job.reduce(&lanes);
+                        let value = job.with_extras(value, &bytes[weights_end - start..]);
+                        // SAFETY: output (row, position) is written by its row's worker only.
+                        unsafe { out_d.set(i * job.out_stride + r - base, value) };
+                    } else {
+                        for (l, &lane) in lanes[..used].iter().enumerate() {
+                            // SAFETY: as above; only the cut piece writes this half.
+                            unsafe { lanes_d.set((carry_out + i) * LANES + l, lane) };
+                        }
+                    }
+                }
+            };
+            // Whole rows (all but a continued first and a cut last piece) go to the rows
+            // kernel together, per position.
+            let whole = usize::from(at0 > 0)..pieces - usize::from(cut_last);
+            let offset = |p: usize| if p == 0 { 0 } else { first + (p - 1) * shape.bytes };
+            let rows = |batch: core::ops::Range<usize>| {
+                let bytes =
+                    &run[offset(batch.start)..offset(batch.start) + batch.len() * shape.bytes];
+                for i in 0..n {
+                    let at = i * job.out_stride + row0 + batch.start - base;
+                    // SAFETY: these rows' outputs belong to this worker's share only.
+                    if let Some(out) = unsafe { out_d.slice(at, batch.len()) } {
+                        job.rows(i, bytes, out);
+                    }
+                }
+            };
+            workers.run(&|w| {
+                let mine = share(pieces, count, w);
+                let (b0, b1) = (mine.start.max(whole.start), mine.end.min(whole.end));
+                if b0 < b1 {
+                    (mine.start..b0).for_each(piece);
+                    rows(b0..b1);
+                    (b1..mine.end).for_each(piece);
+                } else {
+                    mine.for_each(piece);
+                }
+            });
+        }
+        let finished = pieces - usize::from(cut_last);
+        if plan.base_per_run {
+            after(row0, &out[..finished])?;
+        }
+        at = (at + run.len()) % shape.bytes;
+        row += finished;
+        if cut_last {
+            parity = 1 - parity;
+        }
+    }
+    Ok(())
+}
+
+/// The matrix input as `format`'s kernel reads it: coded into the integer buffers for int8
+/// weights (every path) and int4 weights (integer paths), else the f32 rows as they are.
 #[allow(clippy::too_many_arguments)]
 fn prepare<'a>(
     format: &TensorFormat,
     activations: Activations,
+    kernels: &Kernels,
     x: &'a [f32],
     stride: usize,
     n: usize,
     cols: usize,
     q8: &'a mut [i16],
     q8_scales: &'a mut [f32],
-) -> Input<'a> {
-    let integer = matches!(format.dtype, DType::Int8 | DType::Int4);
-    if !integer || activations != Activations::Int8 {
-        return Input::F32 { x, stride };
-    }
+) -> Operands<'a> {
+    let code = match (format.dtype, activations) {
+        (DType::F32, _) => return Operands::Float { x, stride, dot: kernels.dot_f32 },
+        (DType::F16, _) => return Operands::Float { x, stride, dot: kernels.dot_f16 },
+        (DType::Int4, Activations::F32) => return Operands::Float { x, stride, dot: dot_int4 },
+        (DType::Int4, _) | (DType::Int8, _) => activations.code(),
+    };
+    let halves = code.halves();
     for i in 0..n {
-        let (q, s) = (&mut q8[i * cols..(i + 1) * cols], &mut q8_scales[i * cols / Q8_BLOCK..]);
-        quantize_q8(&x[i * stride..i * stride + cols], q, s);
+        let q = &mut q8[i * cols * halves..(i + 1) * cols * halves];
+        let s = &mut q8_scales[i * cols / Q_BLOCK..(i + 1) * cols / Q_BLOCK];
+        quantize_activations(code, &x[i * stride..i * stride + cols], q, s);
     }
-    Input::Q8 { q: q8, scales: q8_scales, cols }
-}
-
-/// One weight row against each input position: its partial sums land in `lanes`.
-fn row_dots<S: Storage, KE>(
-    stream: &mut TensorStream<'_, S>,
-    format: &TensorFormat,
-    cols: usize,
-    input: &Input<'_>,
-    lanes: &mut [Lanes],
-) -> Result<(), Error<S::Error, KE>> {
-    lanes.fill([0.0; LANES]);
-    let (unit, unit_elems) = (format.block_bytes(), format.block as usize);
-    let mut col = 0;
-    while col < cols {
-        let run = stream.take(unit, (cols - col) / unit_elems)?;
-        let k = run.len() / unit * unit_elems;
-        for (i, acc) in lanes.iter_mut().enumerate() {
-            match *input {
-                Input::F32 { x, stride } => {
-                    dot_run(format, run, &x[i * stride + col..i * stride + col + k], acc);
-                }
-                Input::Q8 { q, scales, cols } => {
-                    let at = i * cols + col;
-                    let (q, s) = (&q[at..at + k], &scales[at / Q8_BLOCK..(at + k) / Q8_BLOCK]);
-                    if format.dtype == DType::Int4 {
-                        dot_q4(run, q, s, &mut acc[0]);
-                    } else {
-                        dot_q8(run, format.block as usize, q, s, &mut acc[0]);
-                    }
-                }
-            }
-        }
-        col += k;
-    }
-    Ok(())
-}
-
-/// `lanes += w · x` for a run of whole blocks in `format`.
-fn dot_run(format: &TensorFormat, w: &[u8], x: &[f32], lanes: &mut Lanes) {
-    match format.dtype {
-        DType::F32 => dot_f32(w, x, lanes),
-        DType::F16 => dot_f16(w, x, lanes),
-        DType::Int8 => dot_int8(w, format.block as usize, x, lanes),
-        DType::Int4 => dot_int4(w, x, lanes),
+    let (q, scales) = (&*q8, &*q8_scales);
+    match (format.dtype, code) {
+        (DType::Int8, ActivationCode::Split) => Operands::Int8 {
+            q,
+            scales,
+            cols,
+            halves,
+            dot: kernels.dot_i8_split,
+            rows: kernels.rows_i8_split,
+        },
+        (DType::Int8, _) => Operands::Int8 {
+            q,
+            scales,
+            cols,
+            halves,
+            dot: kernels.dot_i8_i16,
+            rows: kernels.rows_i8_i16,
+        },
+        _ => Operands::Int4 { q, scales, cols },
     }
 }
 
-/// Decodes a run of whole blocks in `format` into `out`.
+/// Decodes a run of whole units in `format` into `out`.
 fn decode(format: &TensorFormat, w: &[u8], out: &mut [f32]) {
     match format.dtype {
         DType::F32 => decode_f32(w, out),
         DType::F16 => decode_f16(w, out),
-        DType::Int8 => decode_int8(w, format.block as usize, out),
+        DType::Int8 => decode_int8(w, out),
         DType::Int4 => decode_int4(w, out),
     }
 }

@@ -275,11 +275,17 @@ impl Layout {
         }
     }
 
+    /// Whether any matrix is stored as int8, and whether any as int4.
+    pub fn integer_matrices(&self) -> (bool, bool) {
+        let dtypes = (0..self.tensor_count()).map(|i| self.format(self.id_at(i)).dtype);
+        dtypes.fold((false, false), |(i8, i4), t| (i8 || t == DType::Int8, i4 || t == DType::Int4))
+    }
+
     /// Largest block (or row-extras run) any tensor has: the least a chunk buffer must hold.
     pub fn max_unit_bytes(&self) -> usize {
         let wte = self.format(TensorId::global(TensorKind::Wte));
-        let matrices = (0..self.tensor_count()).map(|i| self.format(self.id_at(i)).block_bytes());
-        matrices.chain([2 * wte.extras as usize]).max().unwrap_or(0)
+        let matrices = (0..self.tensor_count()).map(|i| self.format(self.id_at(i)).unit_bytes());
+        matrices.chain([wte.extras_bytes()]).max().unwrap_or(0)
     }
 }
 
@@ -381,12 +387,13 @@ mod tests {
         let layout =
             Layout::new(ModelConfig::GPT2_124M, scheme(MatrixFormat::Int8 { block: 32 }), 40)
                 .unwrap();
-        // c_fc: 3072 rows of 768 inputs = 24 blocks of 34 bytes.
-        assert_eq!(layout.row_bytes(TensorId::layer(0, TensorKind::CFcWeight)), 24 * 34);
+        // c_fc: 3072 rows of 768 inputs = 12 pairs of blocks of 68 bytes.
+        assert_eq!(layout.row_bytes(TensorId::layer(0, TensorKind::CFcWeight)), 12 * 68);
         let per_row =
             Layout::new(ModelConfig::GPT2_124M, scheme(MatrixFormat::Int8 { block: 0 }), 40)
                 .unwrap();
-        assert_eq!(per_row.row_bytes(TensorId::layer(3, TensorKind::MlpCProjWeight)), 3072 + 2);
+        // One scale per row, stored once per 32 inputs: the same bytes as blocks of 32.
+        assert_eq!(per_row.row_bytes(TensorId::layer(3, TensorKind::MlpCProjWeight)), 48 * 68);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::format::{
     ALIGNMENT, ENTRY_BYTES, FORMAT_VERSION, HEADER_BYTES, Header, INDEX_SLOT_BYTES, MAGIC,
     MAX_MANIFEST_BYTES, ManifestHead, TensorEntry, TensorId,
 };
+use crate::kernels::Kernels;
 use crate::layout::Layout;
 use crate::storage::Storage;
 use crate::stream::{Source, TensorStream};
@@ -21,6 +22,7 @@ pub struct Model<S> {
     pub(crate) src: Source<S>,
     pub(crate) layout: Layout,
     pub(crate) verify: bool,
+    pub(crate) kernels: Kernels,
 }
 
 impl<S: Storage> Model<S> {
@@ -63,7 +65,7 @@ impl<S: Storage> Model<S> {
         check_manifest_crc(&mut src, &header)?;
         let layout = read_head(&mut src, &header, size)?;
         check_table(&mut src, &layout)?;
-        Ok(Self { src, layout, verify: false })
+        Ok(Self { src, layout, verify: false, kernels: Kernels::native() })
     }
 
     /// Model shape.
@@ -87,6 +89,17 @@ impl<S: Storage> Model<S> {
     /// only, which reads every tensor.
     pub fn set_verify(&mut self, on: bool) {
         self.verify = on;
+    }
+
+    /// Uses `kernels` for the forward pass from now on (they all give the same bits; the
+    /// default is [`Kernels::native`]).
+    pub fn set_kernels(&mut self, kernels: Kernels) {
+        self.kernels = kernels;
+    }
+
+    /// The kernels the forward pass uses.
+    pub fn kernels(&self) -> &Kernels {
+        &self.kernels
     }
 
     /// Bytes of working memory a forward pass needs with this spec (KV cache excluded).

@@ -5,6 +5,7 @@
 use half::f16;
 
 use crate::kernels::f16_to_f32;
+use crate::kernels::int8::{Q_BLOCK, int8_block_offset};
 
 /// Encodes `x` as little-endian f32 into `out` (`4 * x.len()` bytes).
 pub fn encode_f32(x: &[f32], out: &mut [u8]) {
@@ -34,16 +35,28 @@ fn int8_value(v: f32, d: f32) -> i8 {
     libm::roundf(v / d).clamp(-127.0, 127.0) as i8
 }
 
-/// Encodes `x` (a multiple of `block` long) as int8 blocks `{ f16 d; i8 q[block] }`:
-/// symmetric, `d = max|x| / 127` rounded to f16, `q = round(x / d)`.
+/// Encodes one row `x` of int8 weights in the pair layout of [`crate::kernels::int8`]:
+/// symmetric, one scale per `block` inputs (a multiple of 32 dividing the row; each 32-block
+/// of a group stores the group's scale), `d = max|x| / 127` rounded to f16, `q = round(x / d)`.
+/// `out` holds `int8_row_bytes(x.len())` bytes.
 pub fn encode_int8(x: &[f32], block: usize, out: &mut [u8]) {
-    for (xb, ob) in x.chunks_exact(block).zip(out.chunks_exact_mut(2 + block)) {
-        let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let group = block.max(Q_BLOCK);
+    for (g, xg) in x.chunks(group).enumerate() {
+        let amax = xg.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let (bits, d) = int8_scale(amax);
-        ob[..2].copy_from_slice(&bits.to_le_bytes());
-        for (o, &v) in ob[2..].iter_mut().zip(xb) {
-            *o = int8_value(v, d) as u8;
+        for (j, xb) in xg.chunks_exact(Q_BLOCK).enumerate() {
+            let b = g * group / Q_BLOCK + j;
+            let unit = int8_block_offset(b & !1);
+            out[unit + 2 * (b & 1)..unit + 2 * (b & 1) + 2].copy_from_slice(&bits.to_le_bytes());
+            let at = unit + 4 + (b & 1) * Q_BLOCK;
+            for (o, &v) in out[at..at + Q_BLOCK].iter_mut().zip(xb) {
+                *o = int8_value(v, d) as u8;
+            }
         }
+    }
+    if (x.len() / Q_BLOCK) % 2 == 1 {
+        let unit = int8_block_offset(x.len() / Q_BLOCK - 1);
+        out[unit + 2..unit + 4].fill(0);
     }
 }
 
@@ -81,17 +94,18 @@ pub fn encode_int8_groups(x: &[f32], group: usize, scales: &mut [f32], q: &mut [
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::int8::int8_row_bytes;
     use crate::kernels::{decode_f16, decode_int8};
 
     #[test]
     fn int8_round_trip_error_is_within_half_a_step() {
         let x: Vec<f32> = (0..64).map(|i| ((i * 29 % 64) as f32 - 31.5) * 0.173).collect();
-        let mut bytes = vec![0u8; 2 * 34];
+        let mut bytes = vec![0u8; int8_row_bytes(64)];
         encode_int8(&x, 32, &mut bytes);
         let mut back = vec![0.0; 64];
-        decode_int8(&bytes, 32, &mut back);
+        decode_int8(&bytes, &mut back);
         for (blk, (xb, bb)) in x.chunks(32).zip(back.chunks(32)).enumerate() {
-            let d = f16_to_f32(u16::from_le_bytes([bytes[34 * blk], bytes[34 * blk + 1]]));
+            let d = f16_to_f32(u16::from_le_bytes([bytes[2 * blk], bytes[2 * blk + 1]]));
             for (a, b) in xb.iter().zip(bb) {
                 assert!((a - b).abs() <= 0.5 * d + 1e-6, "{a} vs {b}, step {d}");
             }
@@ -115,9 +129,23 @@ mod tests {
 
     #[test]
     fn zero_blocks_stay_zero() {
-        let mut bytes = vec![0xffu8; 34];
-        encode_int8(&[0.0; 32], 32, &mut bytes);
+        let mut bytes = vec![0xffu8; int8_row_bytes(96)];
+        encode_int8(&[0.0; 96], 32, &mut bytes);
         assert!(bytes.iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn larger_blocks_share_one_scale_across_their_32_blocks() {
+        let x: Vec<f32> = (0..128).map(|i| if i == 100 { 12.7 } else { 0.1 }).collect();
+        let mut bytes = vec![0u8; int8_row_bytes(128)];
+        encode_int8(&x, 128, &mut bytes);
+        let scales: Vec<u16> = crate::kernels::int8::blocks(&bytes).map(|(d, _)| d).collect();
+        assert_eq!(scales.len(), 4);
+        assert!(scales.iter().all(|&d| d == scales[0]));
+        assert_eq!(f16_to_f32(scales[0]), half::f16::from_f32(0.1).to_f32());
+        let mut back = vec![0.0; 128];
+        decode_int8(&bytes, &mut back);
+        assert!((back[100] - 12.7).abs() < 0.05 && (back[0] - 0.1).abs() < 1e-3);
     }
 
     #[test]

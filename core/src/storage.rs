@@ -1,4 +1,5 @@
-//! The one way weights arrive: reads at an offset into a caller's buffer.
+//! The one way weights arrive: reads at an offset into a caller's buffer, or, from storage
+//! that is memory already, slices of it.
 
 use core::convert::Infallible;
 use core::fmt;
@@ -24,6 +25,18 @@ pub trait Storage {
     fn prefetch(&mut self, offset: u64, len: usize) {
         let _ = (offset, len);
     }
+
+    /// The `len` bytes at `offset` in place, when the storage is addressable memory (a
+    /// memory-mapped file on the host, XIP flash on a board, a buffer in a test); `None`
+    /// otherwise, and for any range it does not hold entirely. The default is `None`.
+    ///
+    /// When it answers for a whole tensor, `core` computes on the returned slice instead of
+    /// copying the bytes into the chunk buffer: the same forward pass, nothing moved. A
+    /// storage must answer the same way for the same range for as long as it is borrowed.
+    fn slice_at(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        let _ = (offset, len);
+        None
+    }
 }
 
 impl<T: Storage + ?Sized> Storage for &mut T {
@@ -39,6 +52,10 @@ impl<T: Storage + ?Sized> Storage for &mut T {
 
     fn prefetch(&mut self, offset: u64, len: usize) {
         (**self).prefetch(offset, len);
+    }
+
+    fn slice_at(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        (**self).slice_at(offset, len)
     }
 }
 
@@ -67,5 +84,10 @@ impl Storage for SliceStorage<'_> {
 
     fn size(&mut self) -> Result<u64, Infallible> {
         Ok(self.data.len() as u64)
+    }
+
+    fn slice_at(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        let start = usize::try_from(offset).ok()?;
+        self.data.get(start..start.checked_add(len)?)
     }
 }

@@ -1,4 +1,5 @@
-//! Reading a tensor front to back through the chunk buffer.
+//! Reading a tensor front to back: through the chunk buffer, or in place when the storage
+//! is memory ([`Storage::slice_at`]).
 
 use crate::error::{Error, FormatError};
 use crate::format::TensorId;
@@ -37,11 +38,25 @@ impl<S: Storage> Source<S> {
     }
 }
 
+/// Moves `buf[start..start + len]` to the front: a plain copy when the two do not overlap
+/// (the usual case: a unit cut by the end of a read, far smaller than a read), which the
+/// compiler turns into word moves.
+fn move_to_front(buf: &mut [u8], start: usize, len: usize) {
+    if start >= len {
+        let (front, back) = buf.split_at_mut(start);
+        front[..len].copy_from_slice(&back[..len]);
+    } else {
+        buf.copy_within(start..start + len, 0);
+    }
+}
+
 /// Hands out a tensor's bytes in whole units (blocks), refilling the chunk buffer as needed.
 ///
 /// The buffer is `chunk` bytes plus room for one unit: a unit cut by the end of a read is
 /// moved to the front before the next read, so reads stay `chunk`-sized and sequential
-/// (sector-aligned when `chunk` is a multiple of 512) and no unit is ever split.
+/// (sector-aligned when `chunk` is a multiple of 512) and no unit is ever split. When the
+/// storage holds the whole tensor in memory, the buffer is not used: every take is a slice
+/// of the storage, and the whole rest of the tensor is "ready".
 pub(crate) struct TensorStream<'a, S> {
     src: &'a mut Source<S>,
     buf: &'a mut [u8],
@@ -54,6 +69,8 @@ pub(crate) struct TensorStream<'a, S> {
     crc: Option<(crc32fast::Hasher, u32)>,
     /// The first read after this tensor, announced once its last chunk is in.
     then: Option<(u64, usize)>,
+    /// The storage lends the tensor's bytes in place.
+    borrowed: bool,
 }
 
 impl<'a, S: Storage> TensorStream<'a, S> {
@@ -68,6 +85,8 @@ impl<'a, S: Storage> TensorStream<'a, S> {
         len: u64,
         expected_crc: Option<u32>,
     ) -> Self {
+        let borrowed =
+            usize::try_from(len).is_ok_and(|len| src.storage.slice_at(offset, len).is_some());
         Self {
             src,
             buf,
@@ -79,6 +98,7 @@ impl<'a, S: Storage> TensorStream<'a, S> {
             filled: 0,
             crc: expected_crc.map(|c| (crc32fast::Hasher::new(), c)),
             then: None,
+            borrowed,
         }
     }
 
@@ -89,29 +109,60 @@ impl<'a, S: Storage> TensorStream<'a, S> {
         self
     }
 
-    /// The next `1..=max_units` whole units of `unit` bytes (as many as are buffered).
+    /// The next `1..=max_units` whole units of `unit` bytes (as many as are ready).
     pub(crate) fn take<KE>(
         &mut self,
         unit: usize,
         max_units: usize,
     ) -> Result<&[u8], Error<S::Error, KE>> {
-        if self.filled - self.start < unit {
-            self.refill(unit)?;
+        self.take_cut(unit, |ready| (ready / unit).min(max_units) * unit)
+    }
+
+    /// The next bytes: `cut(ready)` of the `ready` ones, where `ready ≥ min` (the buffer is
+    /// refilled when fewer are) and the result is kept within `min..=ready`.
+    pub(crate) fn take_cut<KE>(
+        &mut self,
+        min: usize,
+        cut: impl FnOnce(usize) -> usize,
+    ) -> Result<&[u8], Error<S::Error, KE>> {
+        if self.borrowed {
+            let ready = usize::try_from(self.end - self.next).unwrap_or(usize::MAX);
+            if ready < min {
+                return Err(Error::UnexpectedEof { offset: self.end, tensor: Some(self.tensor) });
+            }
+            let n = cut(ready).clamp(min, ready);
+            let at = self.next;
+            let tensor = Some(self.tensor);
+            let bytes = self
+                .src
+                .storage
+                .slice_at(at, n)
+                .ok_or(Error::UnexpectedEof { offset: at, tensor })?;
+            if let Some((hasher, _)) = &mut self.crc {
+                hasher.update(bytes);
+            }
+            self.next += n as u64;
+            self.src.bytes_read += n as u64;
+            return Ok(bytes);
         }
-        let units = ((self.filled - self.start) / unit).min(max_units);
-        let out = &self.buf[self.start..self.start + units * unit];
-        self.start += units * unit;
+        if self.filled - self.start < min {
+            self.refill(min)?;
+        }
+        let ready = self.filled - self.start;
+        let n = cut(ready).clamp(min, ready);
+        let out = &self.buf[self.start..self.start + n];
+        self.start += n;
         Ok(out)
     }
 
-    fn refill<KE>(&mut self, unit: usize) -> Result<(), Error<S::Error, KE>> {
+    fn refill<KE>(&mut self, min: usize) -> Result<(), Error<S::Error, KE>> {
         let kept = self.filled - self.start;
-        self.buf.copy_within(self.start..self.filled, 0);
+        move_to_front(self.buf, self.start, kept);
         self.start = 0;
         self.filled = kept;
         let room = (self.buf.len() - kept).min(self.chunk) as u64;
         let n = room.min(self.end - self.next) as usize;
-        if kept + n < unit {
+        if kept + n < min {
             // The layout guarantees whole units; running out means the table lied.
             return Err(Error::UnexpectedEof { offset: self.end, tensor: Some(self.tensor) });
         }
@@ -137,8 +188,12 @@ impl<'a, S: Storage> TensorStream<'a, S> {
             return Ok(());
         };
         while self.next < self.end {
-            self.start = self.filled;
-            self.refill(1)?;
+            if self.borrowed {
+                self.take_cut(1, |ready| ready)?;
+            } else {
+                self.start = self.filled;
+                self.refill(1)?;
+            }
         }
         if let Some((hasher, _)) = self.crc.take() {
             let found = hasher.finalize();

@@ -1,18 +1,67 @@
 //! The forward pass's working memory, carved from one caller-provided buffer.
 
 use crate::error::Error;
-use crate::kernels::{LANES, Lanes, Q8_BLOCK};
+use crate::kernels::int8::{ActivationCode, Q_BLOCK};
+use crate::kernels::{LANES, Lanes};
 use crate::layout::Layout;
 
-/// How the activations meet int8 weights.
+/// How the activations meet int8 (and int4) weights; f32 and f16 weights always multiply
+/// f32 activations in f32.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Activations {
-    /// f32 activations times dequantized weights: the exact path.
+    /// The exact path. Against int8 weights each matrix input is coded per block of 32 as
+    /// 31-bit fixed point (two 16-bit halves) and multiplied in exact integer sums, which is
+    /// at least as accurate as f32 arithmetic; int4 weights are dequantized and multiplied in
+    /// f32.
     F32,
-    /// Activations quantized to int8 per block of 32, integer dot products (SMLAD on
-    /// Cortex-M33): faster, slightly less accurate. f32 and f16 weights ignore it.
+    /// Activations rounded to 16-bit integers per block of 32, one integer pass (`SMLAD` on a
+    /// Cortex-M33): the exact path's quality within what `eval` can measure, at the cost of
+    /// the int8 path on the boards.
+    Int16,
+    /// Activations rounded to 8-bit integers per block of 32 (W8A8, as llama.cpp's q8_0): the
+    /// same cost as [`Self::Int16`] on the boards and a measurable loss of quality; kept to
+    /// compare with other engines.
     Int8,
+}
+
+impl Activations {
+    /// Every path, exact first.
+    pub const ALL: [Self; 3] = [Self::F32, Self::Int16, Self::Int8];
+
+    /// `f32`, `int16` or `int8`: the name on command lines and in reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Int16 => "int16",
+            Self::Int8 => "int8",
+        }
+    }
+
+    /// The path called `name` (see [`Self::name`]).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == name)
+    }
+
+    /// How the inputs of int8 matrices are coded on this path.
+    pub const fn code(self) -> ActivationCode {
+        match self {
+            Self::F32 => ActivationCode::Split,
+            Self::Int16 => ActivationCode::Int16,
+            Self::Int8 => ActivationCode::Int8,
+        }
+    }
+
+    /// i16 values per matrix-input element this path stores for `layout`'s matrices (0 when
+    /// none of them is integer-coded on it).
+    fn halves(self, layout: &Layout) -> usize {
+        let (int8, int4) = layout.integer_matrices();
+        match self {
+            Self::F32 if int8 => 2,
+            Self::Int16 | Self::Int8 if int8 || int4 => 1,
+            _ => 0,
+        }
+    }
 }
 
 /// How much work the caller's memory must support.
@@ -48,6 +97,8 @@ struct Dims {
     chunk: usize,
     spill: usize,
     activations: Activations,
+    /// i16 values per element of the coded matrix inputs.
+    halves: usize,
 }
 
 impl Dims {
@@ -60,22 +111,23 @@ impl Dims {
             chunk: spec.chunk_bytes,
             spill: layout.max_unit_bytes(),
             activations: spec.activations,
+            halves: spec.activations.halves(layout),
         }
     }
 
     /// f32 words of each region, in carving order.
     fn regions(&self) -> [usize; 9] {
         let (b, d) = (self.batch, self.n_embd);
-        let q8 = usize::from(self.activations == Activations::Int8);
+        let coded = usize::from(self.halves > 0);
         [
             b * d,
             b * d,
             b * 4 * d,
             b * 2 * self.n_head,
             2 * d,
-            b * LANES,
-            q8 * b * 4 * d / 2,
-            q8 * b * 4 * d / Q8_BLOCK,
+            2 * b * LANES,
+            self.halves * b * 4 * d / 2,
+            coded * b * 4 * d / Q_BLOCK,
             (self.chunk + self.spill).div_ceil(4),
         ]
     }
@@ -108,11 +160,11 @@ pub(crate) struct ActBuffers<'a> {
 
 /// Buffers the weight-reading steps use.
 pub(crate) struct Scratch<'a> {
-    /// (batch) partial sums of the row being multiplied.
+    /// (2, batch) partial sums of the rows a chunk cuts: the one continued, the one begun.
     pub(crate) lanes: &'a mut [Lanes],
     /// Kernel path for int8 weights.
     pub(crate) activations: Activations,
-    /// (batch, 4·n_embd) the current matrix input quantized to int8 (int8 path only).
+    /// (batch, 4·n_embd, halves) the current matrix input coded for the integer kernels.
     pub(crate) q8: &'a mut [i16],
     /// (batch, 4·n_embd / 32) its per-block scales.
     pub(crate) q8_scales: &'a mut [f32],
@@ -195,5 +247,6 @@ impl<'a> Workspace<'a> {
         self.dims.n_embd == config.embd()
             && self.dims.n_head == config.n_head as usize
             && self.dims.spill >= layout.max_unit_bytes()
+            && self.dims.halves >= self.dims.activations.halves(layout)
     }
 }

@@ -1,28 +1,43 @@
-//! `bench`: the figures that decide speed — per pack and kernel path, on one thread: time per
-//! generated token, time for the prompt, bytes read per token, working RAM, KV bytes per
-//! position — and what they imply for a Pico 2.
+//! `bench`: the figures that decide speed — per pack, kernel path and thread count: time per
+//! generated token and for the prompt (the pack memory-mapped, and read chunk by chunk as a
+//! board reads its card), bytes read per token, working RAM, KV bytes per position — and
+//! what emulator instruction counts imply for a board's compute time.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use picogpt_core::kv::bytes_per_position;
-use picogpt_core::{Activations, KvFormat, ModelConfig, SliceStorage, WorkspaceSpec};
+use picogpt_core::{Activations, KvFormat, ModelConfig, WorkspaceSpec};
 
 use crate::file_storage::FileStorage;
-use crate::run::{RunError, RunOptions, run, run_storage};
+use crate::run::{RunError, RunOptions, run};
 
-/// One benchmarked configuration.
+/// One configuration to time.
 #[derive(Clone, Debug, PartialEq)]
-pub struct BenchRow {
-    /// `f32`, `f16`, `int8`.
-    pub quant: String,
+pub struct BenchCase {
+    /// The pack.
+    pub pack: PathBuf,
     /// Kernel path.
     pub activations: Activations,
-    /// Median milliseconds per generated token (after the prompt's pass).
+    /// Worker threads.
+    pub threads: usize,
+}
+
+/// What one [`BenchCase`] measured (medians over the repeats).
+#[derive(Clone, Debug, PartialEq)]
+pub struct BenchRow {
+    /// The case.
+    pub case: BenchCase,
+    /// `f32`, `f16`, `int8`, `int4`.
+    pub quant: String,
+    /// The kernel table core used.
+    pub kernels: String,
+    /// Milliseconds per generated token (after the prompt's pass), the pack memory-mapped.
     pub ms_per_token: f64,
-    /// The same with the pack already in RAM: the compute alone, without the reads.
-    pub compute_ms_per_token: f64,
-    /// Median milliseconds of the prompt's pass.
+    /// Milliseconds of the prompt's pass, the pack memory-mapped.
     pub prompt_ms: f64,
+    /// Milliseconds per generated token with the pack read chunk by chunk into core's
+    /// buffer (64 KiB reads), as a board reads its card.
+    pub read_ms_per_token: f64,
     /// Bytes read from storage per generated token.
     pub bytes_per_token: u64,
     /// Working memory at the board's settings (batch 1, 4 KiB chunks), KV cache excluded.
@@ -31,52 +46,72 @@ pub struct BenchRow {
     pub host_working_bytes: usize,
 }
 
-/// What a run over `pack` measures, as the median of `repeats` runs.
-pub fn bench_pack(
-    pack: &Path,
+/// Times every case `repeats` times, round-robin (so a busy moment of the machine hits all
+/// cases alike), and reports medians.
+pub fn bench(
+    cases: &[BenchCase],
     prompt: &[u32],
     n: usize,
-    activations: Activations,
     repeats: usize,
-) -> Result<BenchRow, RunError> {
-    let opts = RunOptions { verify: false, activations, ..RunOptions::new(prompt.to_vec(), n) };
-    let mut token_ms = Vec::new();
-    let mut prompt_ms = Vec::new();
-    let mut report = None;
+) -> Result<Vec<BenchRow>, RunError> {
+    let opts = |case: &BenchCase, mmap: bool| RunOptions {
+        verify: false,
+        activations: case.activations,
+        threads: case.threads,
+        mmap,
+        ..RunOptions::new(prompt.to_vec(), n)
+    };
+    let mut samples = vec![(Vec::new(), Vec::new(), Vec::new()); cases.len()];
+    let mut reports = vec![None; cases.len()];
     for _ in 0..repeats.max(1) {
-        let r = run(pack, &opts, |_| {})?;
-        token_ms.push(r.ms_per_token);
-        prompt_ms.push(r.prefill_ms);
-        report = Some(r);
+        for (i, case) in cases.iter().enumerate() {
+            let mapped = run(&case.pack, &opts(case, true), |_| {})?;
+            let (token_ms, prompt_ms, read_ms) = &mut samples[i];
+            token_ms.push(mapped.ms_per_token);
+            prompt_ms.push(mapped.prefill_ms);
+            read_ms.push(run(&case.pack, &opts(case, false), |_| {})?.ms_per_token);
+            reports[i] = Some(mapped);
+        }
     }
-    let first_only = run(pack, &RunOptions { n: 1, ..opts.clone() }, |_| {})?;
+    let mut rows = Vec::new();
+    for ((case, (mut token_ms, mut prompt_ms, mut read_ms)), report) in
+        cases.iter().zip(samples).zip(reports)
+    {
+        let report = report.ok_or(RunError::NothingToGenerate)?;
+        let first_only = run(&case.pack, &RunOptions { n: 1, ..opts(case, true) }, |_| {})?;
+        let generated = report.steps.len().saturating_sub(1).max(1) as u64;
+        let bytes_per_token = report.bytes_read.saturating_sub(first_only.bytes_read) / generated;
+        let (board_working_bytes, host_working_bytes) =
+            working_bytes(&case.pack, case.activations, prompt.len())?;
+        rows.push(BenchRow {
+            case: case.clone(),
+            quant: report.quant.clone(),
+            kernels: report.engine.map(|e| e.kernels).unwrap_or_default(),
+            ms_per_token: median(&mut token_ms),
+            prompt_ms: median(&mut prompt_ms),
+            read_ms_per_token: median(&mut read_ms),
+            bytes_per_token,
+            board_working_bytes,
+            host_working_bytes,
+        });
+    }
+    Ok(rows)
+}
+
+/// Working memory of `pack` at the board's settings and at the host's.
+fn working_bytes(
+    pack: &Path,
+    activations: Activations,
+    prompt: usize,
+) -> Result<(usize, usize), RunError> {
     let name = pack.display().to_string();
-    let bytes =
-        std::fs::read(pack).map_err(|error| RunError::Open { path: name.clone(), error })?;
-    let mut compute_ms = Vec::new();
-    for _ in 0..repeats.max(1) {
-        let r = run_storage(SliceStorage::new(&bytes), &name, &opts, |_| {})?;
-        compute_ms.push(r.ms_per_token);
-    }
-    let full = report.ok_or(RunError::NothingToGenerate)?;
-    let generated = full.steps.len().saturating_sub(1).max(1) as u64;
-    let bytes_per_token = full.bytes_read.saturating_sub(first_only.bytes_read) / generated;
-    let storage = FileStorage::open(pack)
-        .map_err(|error| RunError::Open { path: pack.display().to_string(), error })?;
+    let storage =
+        FileStorage::open(pack).map_err(|error| RunError::Open { path: name.clone(), error })?;
     let model = picogpt_core::Model::open(storage)
-        .map_err(|e| RunError::Core { path: pack.display().to_string(), error: Box::new(e) })?;
+        .map_err(|e| RunError::Core { path: name, error: Box::new(e) })?;
     let board = WorkspaceSpec::new(1, 4096).with_activations(activations);
-    let host = WorkspaceSpec::new(prompt.len(), 64 * 1024).with_activations(activations);
-    Ok(BenchRow {
-        quant: full.quant,
-        activations,
-        ms_per_token: median(&mut token_ms),
-        compute_ms_per_token: median(&mut compute_ms),
-        prompt_ms: median(&mut prompt_ms),
-        bytes_per_token,
-        board_working_bytes: model.workspace_bytes(&board),
-        host_working_bytes: model.workspace_bytes(&host),
-    })
+    let host = WorkspaceSpec::new(prompt, 64 * 1024).with_activations(activations);
+    Ok((model.workspace_bytes(&board), model.workspace_bytes(&host)))
 }
 
 /// Median of a non-empty list (the lower middle for even lengths).
@@ -90,13 +125,33 @@ pub fn kv_bytes(config: &ModelConfig) -> [(KvFormat, usize); 3] {
     [KvFormat::F32, KvFormat::F16, KvFormat::Int8].map(|f| (f, bytes_per_position(config, f)))
 }
 
-/// Seconds per token on a Pico 2 (RP2350 at 150 MHz, about one instruction per cycle) that
-/// reads `bytes` per token at `bytes_per_second` and executes `instructions`: without overlap,
-/// and with reading and computing overlapped (double buffering on the second core).
-pub fn pico2_seconds(bytes: u64, instructions: u64, bytes_per_second: f64) -> (f64, f64) {
+/// Instructions per token measured under emulation (QEMU `-icount`), split into what one
+/// core runs and what the workers share.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InstructionCount {
+    /// Every guest instruction of a generated token.
+    pub total: u64,
+    /// Of those, the ones inside the matrices' row jobs (`Workers::run`), which split between
+    /// the workers; the rest (layer norms, attention, the activations' coding, the LM head's
+    /// sink) runs on one core.
+    pub in_row_jobs: u64,
+}
+
+/// Compute seconds per token on a board at `clock_hz`, from an emulator's instruction
+/// count, with `workers` cores sharing the row jobs (about one instruction per cycle: the
+/// estimate ignores wait states and multi-cycle instructions such as `LDM`, `VDIV`).
+pub fn compute_seconds(count: InstructionCount, workers: usize, clock_hz: f64) -> f64 {
+    let shared = count.in_row_jobs.min(count.total);
+    let serial = count.total - shared;
+    (serial as f64 + shared as f64 / workers.max(1) as f64) / clock_hz
+}
+
+/// Seconds per token on a board that reads `bytes` per token at `bytes_per_second` and
+/// computes for `compute_seconds`: without overlap, and with reading and computing
+/// overlapped (double buffering).
+pub fn board_seconds(bytes: u64, compute_seconds: f64, bytes_per_second: f64) -> (f64, f64) {
     let io = bytes as f64 / bytes_per_second;
-    let compute = instructions as f64 / 150e6;
-    (io + compute, io.max(compute))
+    (io + compute_seconds, io.max(compute_seconds))
 }
 
 #[cfg(test)]
@@ -104,8 +159,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pico2_estimate_adds_or_overlaps_io_and_compute() {
-        let (serial, overlapped) = pico2_seconds(15_000_000, 150_000_000, 15e6);
+    fn row_jobs_split_between_workers_and_the_rest_does_not() {
+        let count = InstructionCount { total: 300_000_000, in_row_jobs: 240_000_000 };
+        let one = compute_seconds(count, 1, 150e6);
+        let two = compute_seconds(count, 2, 150e6);
+        assert!((one - 2.0).abs() < 1e-9, "{one}");
+        assert!((two - (60e6 + 120e6) / 150e6).abs() < 1e-9, "{two}");
+    }
+
+    #[test]
+    fn board_time_adds_or_overlaps_io_and_compute() {
+        let (serial, overlapped) = board_seconds(15_000_000, 1.0, 15e6);
         assert!((serial - 2.0).abs() < 1e-9 && (overlapped - 1.0).abs() < 1e-9);
     }
 

@@ -175,7 +175,7 @@ pub fn token(
     let (bus_bytes, io_seconds) =
         io_seconds(pass_blocks + kv_blocks, commands + kv_commands, board, a);
     let instructions = match activations {
-        Activations::Int8 => board.int8_instructions,
+        Activations::Int8 | Activations::Int16 => board.int8_instructions,
         Activations::F32 => board.f32_instructions,
     } as f64;
     let crc = bus_bytes as f64 * a.crc_instructions_per_byte;
@@ -260,7 +260,7 @@ pub fn report(layout: &Layout, board: &Board, commands: u64, a: &Assumptions) ->
         let prompt = token(layout, board, activations, commands, 0, a);
         let request = request_seconds(&prompt, &s, &t, 8);
         let instructions = match activations {
-            Activations::Int8 => board.int8_instructions,
+            Activations::Int8 | Activations::Int16 => board.int8_instructions,
             Activations::F32 => board.f32_instructions,
         };
         let default = if activations == board.activations { ", the console's default" } else { "" };

@@ -12,8 +12,7 @@ use std::path::Path;
 
 use picogpt_core::format::NO_LAYER;
 use picogpt_core::{
-    Activations, KvFormat, LogitSink, MatrixFormat, Model, ModelConfig, RamKv, Storage,
-    WorkspaceSpec,
+    Activations, KvFormat, LogitSink, Model, ModelConfig, RamKv, Storage, WorkspaceSpec,
 };
 use serde::{Deserialize, Serialize};
 
@@ -150,6 +149,9 @@ pub struct PackQuality {
     /// Its weight format (`f32`, `f16`, `int8 (blocks of 32)`, …), followed by
     /// ` + int8 activations` when quantized weights met int8 activations.
     pub format: String,
+    /// The kernel path the pack was run with (`f32`, `int16` or `int8` activations).
+    #[serde(default = "f32_activations")]
+    pub activations: String,
     /// File size in bytes.
     pub file_bytes: u64,
     /// Positions compared.
@@ -168,6 +170,11 @@ pub struct PackQuality {
     pub top3_agreement: f64,
     /// Largest |logit − reference logit| anywhere.
     pub max_abs_logit_error: f32,
+}
+
+/// Reports written before the field existed ran the exact path.
+fn f32_activations() -> String {
+    "f32".to_owned()
 }
 
 /// Every pack of one evaluation: what `eval --json` writes.
@@ -227,18 +234,15 @@ pub fn eval_pack(
         progress(pos + 1, tokens.len());
     }
     let quant = model.layout().quant();
-    let matrices = quant.matrices;
-    let mut format = matrices.to_string();
+    let mut format = quant.matrices.to_string();
     for o in &quant.overrides {
         let name = o.kind.hf_name().trim_end_matches(".weight");
         let block = if o.layer == NO_LAYER { String::new() } else { format!("h.{}.", o.layer) };
         format.push_str(&format!(", {block}{name} {}", o.format));
     }
-    let quantized = !matches!(matrices, MatrixFormat::F32 | MatrixFormat::F16);
-    if quantized && opts.activations == Activations::Int8 {
-        format.push_str(" + int8 activations");
-    }
-    Ok(totals.finish(name, format, file_bytes, reference.perplexity))
+    let mut quality = totals.finish(name, format, file_bytes, reference.perplexity);
+    quality.activations = opts.activations.name().to_owned();
+    Ok(quality)
 }
 
 /// Opens the pack at `path`, checks that it holds the model `config` describes and returns it
@@ -361,6 +365,7 @@ impl Totals {
         PackQuality {
             path,
             format,
+            activations: f32_activations(),
             file_bytes,
             positions: self.positions,
             perplexity,

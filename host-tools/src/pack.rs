@@ -31,7 +31,7 @@ const OUTLIER_RATIO: f32 = 8.0;
 pub struct PackOptions {
     /// Format of the weight matrices.
     pub matrices: MatrixFormat,
-    /// Whether an int8 `wte` keeps the LM head's outlier input channels in f16.
+    /// Whether an int8 `wte` keeps the LM head's outlier input channels in f32.
     pub lm_head_outliers: bool,
     /// Matrices stored in another format than `matrices`.
     pub overrides: Vec<FormatOverride>,
@@ -360,17 +360,17 @@ fn encode(layout: &Layout, id: TensorId, rows: &[f32]) -> Vec<u8> {
                 for &c in outliers.iter() {
                     scratch[usize::from(c)] = 0.0;
                 }
-                let (blocks, extras) = dst.split_at_mut(row_bytes - 2 * outliers.len());
+                let (blocks, extras) = dst.split_at_mut(format.weight_bytes(cols));
                 encode_int8(&scratch, format.block as usize, blocks);
                 let kept: Vec<f32> = outliers.iter().map(|&c| row[usize::from(c)]).collect();
-                encode_f16(&kept, extras);
+                encode_f32(&kept, extras);
             }
         }
     }
     out
 }
 
-/// The channels a tensor stores in f16 beside its int8 blocks (only `wte` has any).
+/// The channels a tensor stores in f32 beside its int8 blocks (only `wte` has any).
 fn side_channels(layout: &Layout, id: TensorId) -> &[u16] {
     if layout.format(id).extras > 0 { &layout.quant().lm_head_outliers } else { &[] }
 }
@@ -388,10 +388,10 @@ fn decode(layout: &Layout, id: TensorId, bytes: &[u8]) -> Vec<f32> {
             picogpt_core::format::DType::F16 => decode_f16(src, row),
             picogpt_core::format::DType::Int4 => decode_int4(src, row),
             picogpt_core::format::DType::Int8 => {
-                let (blocks, extras) = src.split_at(row_bytes - 2 * outliers.len());
-                decode_int8(blocks, format.block as usize, row);
+                let (blocks, extras) = src.split_at(format.weight_bytes(cols));
+                decode_int8(blocks, row);
                 let mut kept = vec![0.0; outliers.len()];
-                decode_f16(extras, &mut kept);
+                decode_f32(extras, &mut kept);
                 for (&c, v) in outliers.iter().zip(kept) {
                     row[usize::from(c)] = v;
                 }
@@ -443,7 +443,7 @@ fn record(
 ///
 /// Runs the float model over a fixed spread of tokens, takes each channel's largest
 /// |ln_f output|, and keeps (at most [`MAX_OUTLIERS`], largest first) those above
-/// [`OUTLIER_RATIO`] × the median channel. Their `wte` columns are then stored in f16 beside
+/// [`OUTLIER_RATIO`] × the median channel. Their `wte` columns are then stored in f32 beside
 /// the int8 blocks, because an int8 step sized for the row, multiplied by such a channel,
 /// would swamp the logit differences that decide greedy picks.
 pub fn lm_head_outliers(

@@ -65,6 +65,20 @@ pub struct RunReport {
     /// Where the KV cache lived (`run` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kv: Option<crate::run::KvPlan>,
+    /// The kernels and threads core ran with (`run` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<Engine>,
+}
+
+/// How core computed a run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Engine {
+    /// The kernel table (`portable`, `avx2+f16c`, …).
+    pub kernels: String,
+    /// Workers each matrix's rows were split between.
+    pub threads: usize,
+    /// Whether core computed on the memory-mapped pack in place.
+    pub mapped: bool,
 }
 
 impl RunReport {

@@ -9,12 +9,15 @@ use picogpt_core::kv::{self, KvCache};
 use picogpt_core::sample::CANDIDATES;
 use picogpt_core::{
     Activations, KvFormat, MatrixFormat, Model, Picker, RamKv, Sampling, Storage, StorageKv,
-    TieredKv, Workspace, WorkspaceSpec,
+    TieredKv, Workers, Workspace, WorkspaceSpec,
 };
 
+use crate::cpu::{self, KernelLevel};
 use crate::file_storage::{FileStorage, KvFile};
+use crate::mapped::MappedFile;
 use crate::prefetch::PrefetchingFile;
-use crate::report::{RunReport, StepReport, TopEntry};
+use crate::report::{Engine, RunReport, StepReport, TopEntry};
+use crate::threads::ThreadPool;
 
 /// BPE scratch for the device encoder: pieces up to 1 KiB.
 const ENCODE_SCRATCH_WORDS: usize = 2 * 1024 + 2;
@@ -50,6 +53,13 @@ pub struct RunOptions {
     pub activations: Activations,
     /// Read the next chunk on a second thread while core computes (double buffering).
     pub prefetch: bool,
+    /// Map the pack into memory and let core compute on it in place (no copy into the
+    /// chunk buffer); `false` reads it chunk by chunk, as a board reads its card.
+    pub mmap: bool,
+    /// Workers each matrix's rows are split between (0: every core available).
+    pub threads: usize,
+    /// Which kernels core uses.
+    pub kernels: KernelLevel,
     /// Emulate a board's RAM: workspace and KV cache must fit these bytes; KV positions that
     /// do not are spilled to a file. `None`: all in RAM.
     pub ram_budget: Option<usize>,
@@ -73,6 +83,9 @@ impl RunOptions {
             sampling: Sampling::Greedy,
             activations: Activations::F32,
             prefetch: false,
+            mmap: true,
+            threads: 0,
+            kernels: KernelLevel::Best,
             ram_budget: None,
         }
     }
@@ -111,6 +124,17 @@ pub enum RunError {
     /// The spill file for the KV cache could not be created.
     #[error("creating the KV spill file: {0}")]
     SpillFile(io::Error),
+    /// The kernels asked for need CPU features this machine lacks.
+    #[error(transparent)]
+    Kernels(#[from] cpu::Unsupported),
+    /// The worker threads could not be started.
+    #[error("starting {threads} worker threads: {error}")]
+    Threads {
+        /// Threads asked for.
+        threads: usize,
+        /// The OS's error.
+        error: io::Error,
+    },
     /// The request does not fit the model.
     #[error(
         "prompt of {prompt} tokens + {n} generated needs {needed} positions, n_ctx is \
@@ -166,6 +190,9 @@ pub fn run(
     if opts.prefetch {
         let storage = PrefetchingFile::open(path).map_err(open_error)?;
         run_storage(storage, &name, opts, on_step)
+    } else if opts.mmap {
+        let storage = MappedFile::open(path).map_err(open_error)?;
+        run_storage(storage, &name, opts, on_step)
     } else {
         let storage = FileStorage::open(path).map_err(open_error)?;
         run_storage(storage, &name, opts, on_step)
@@ -195,6 +222,10 @@ where
 {
     let core = core_error(name);
     let mut model = Model::open(storage).map_err(|e| core(Box::new(e)))?;
+    model.set_kernels(cpu::kernels(opts.kernels)?);
+    let threads = if opts.threads == 0 { ThreadPool::available() } else { opts.threads };
+    let mut pool =
+        ThreadPool::new(threads).map_err(|error| RunError::Threads { threads, error })?;
     let cfg = *model.config();
     let quant = model.layout().quant();
     let integer = |f: &MatrixFormat| !matches!(f, MatrixFormat::F32 | MatrixFormat::F16);
@@ -233,7 +264,7 @@ where
     let mut kv_mem = vec![0u8; kv::bytes_per_position(&cfg, opts.kv) * ram_positions];
     let ram = RamKv::new(&cfg, opts.kv, &mut kv_mem);
     let mut steps = if plan.spilled_positions == 0 {
-        Steps::run(&mut model, &mut ws, ram, &prompt, opts, name, on_step)?
+        Steps::run(&mut model, &mut ws, &mut pool, ram, &prompt, opts, name, on_step)?
     } else {
         let per_position = kv::bytes_per_position(&cfg, opts.kv) as u64;
         let file = KvFile::create(per_position * plan.spilled_positions as u64)
@@ -242,8 +273,11 @@ where
         let spill = StorageKv::new(&cfg, opts.kv, file, 0, plan.spilled_positions, &mut buf)
             .map_err(|e| core(Box::new(e)))?;
         let kv = TieredKv::new(ram, spill);
-        Steps::run(&mut model, &mut ws, kv, &prompt, opts, name, on_step)?
+        Steps::run(&mut model, &mut ws, &mut pool, kv, &prompt, opts, name, on_step)?
     };
+    let mapped = model.storage().slice_at(model.layout().data_start(), 1).is_some();
+    let engine =
+        Engine { kernels: model.kernels().name.to_owned(), threads: pool.threads(), mapped };
     let end_of_text = model.tokenizer().map(|t| t.end_of_text);
     let text = end_of_text.map(|eot| {
         let bytes: Vec<u8> = steps
@@ -266,6 +300,7 @@ where
         prefill_ms: steps.prefill_ms,
         ms_per_token: steps.ms_per_token,
         kv: Some(plan),
+        engine: Some(engine),
     })
 }
 
@@ -283,9 +318,11 @@ struct Steps {
 
 impl Steps {
     /// The prompt's pass, then one pass per generated token, until `-n` or `<|endoftext|>`.
+    #[allow(clippy::too_many_arguments)]
     fn run<S, K>(
         model: &mut Model<S>,
         ws: &mut Workspace<'_>,
+        workers: &mut dyn Workers,
         mut kv: K,
         prompt: &[u32],
         opts: &RunOptions,
@@ -309,7 +346,9 @@ impl Steps {
             model.set_verify(opts.verify && step == 0);
             let t0 = Instant::now();
             let mut picker = Picker::<CANDIDATES>::new(opts.sampling, step as u64);
-            model.forward(ws, &mut kv, &input, pos, &mut picker).map_err(|e| core(Box::new(e)))?;
+            model
+                .forward_with(ws, &mut kv, &input, pos, &mut picker, workers)
+                .map_err(|e| core(Box::new(e)))?;
             if step == 0 {
                 prefill_ms = t0.elapsed().as_secs_f64() * 1e3;
             }

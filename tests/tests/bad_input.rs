@@ -63,6 +63,11 @@ fn wrong_magic_and_version_are_named() {
     let err = format_error(&bad);
     assert_eq!(err, FormatError::UnsupportedVersion { found: 7, supported: FORMAT_VERSION });
     assert!(err.to_string().contains("version 7"), "{err}");
+    // A pack from before the current layout says what to do about it.
+    let mut old = bytes.clone();
+    old[4..8].copy_from_slice(&(FORMAT_VERSION - 1).to_le_bytes());
+    let err = format_error(&old).to_string();
+    assert!(err.contains("is older than this build's") && err.contains("re-pack"), "{err}");
 }
 
 #[test]

@@ -133,7 +133,7 @@ fn keeping_lm_head_outliers_in_f16_cuts_the_logit_error() {
     };
     let (e_with, e_without) = (err(&with), err(&without));
     println!(
-        "int8 max |logit error|: {e_with:.4} with f16 outlier channels, {e_without:.4} without"
+        "int8 max |logit error|: {e_with:.4} with f32 outlier channels, {e_without:.4} without"
     );
     assert!(e_with * 2.0 < e_without, "outlier channels should at least halve the error");
 }

@@ -115,7 +115,7 @@ fn agreement(pack: &std::path::Path, activations: Activations) -> Agreement {
 #[ignore = "124M shape: about a minute; run with --ignored"]
 fn int8_scheme_is_chosen_by_measured_error() {
     let (fixture, cases) = fixture();
-    let (f32_act, int8_act) = (Activations::F32, Activations::Int8);
+    let (f32_act, int16_act, int8_act) = (Activations::F32, Activations::Int16, Activations::Int8);
     let schemes = [
         ("f16", MatrixFormat::F16, false, f32_act),
         ("int8 per row, no outliers", MatrixFormat::Int8 { block: 0 }, false, f32_act),
@@ -125,6 +125,7 @@ fn int8_scheme_is_chosen_by_measured_error() {
         ("int8 blocks of 64", MatrixFormat::Int8 { block: 64 }, true, f32_act),
         ("int8 blocks of 128", MatrixFormat::Int8 { block: 128 }, true, f32_act),
         ("int8/32, int8 activations", MatrixFormat::Int8 { block: 32 }, true, int8_act),
+        ("int8/32, int16 activations", MatrixFormat::Int8 { block: 32 }, true, int16_act),
         ("int4, LM head int8", MatrixFormat::Int4, true, f32_act),
         ("int4, LM head int8, int8 act.", MatrixFormat::Int4, true, int8_act),
     ];
@@ -153,6 +154,7 @@ fn int8_scheme_is_chosen_by_measured_error() {
     }
     let steps = cases.len() * STEPS;
     let (f16, naive, chosen, int8_act) = (&results[0], &results[1], &results[4], &results[7]);
+    let int16_act = &results[8];
     let mean = |a: &Agreement| a.sum_err / a.logits as f64;
     assert_eq!(f16.top1, steps, "f16 must keep every greedy pick");
     assert!(f16.max_err < 0.15, "f16 max logit error {}", f16.max_err);
@@ -160,8 +162,11 @@ fn int8_scheme_is_chosen_by_measured_error() {
     assert!(chosen.max_err < 2.5, "int8/32 max logit error {}", chosen.max_err);
     assert!(chosen.top1 > naive.top1, "int8/32 must keep more greedy picks than naive per-row");
     assert!(mean(chosen) * 2.0 < mean(naive), "int8/32 must halve naive per-row's mean error");
-    // int8 activations cost fidelity on this model (measured 38/48, mean error 0.28): they
-    // stay an option for compute-bound boards, not the default.
+    // 8-bit activations cost fidelity on this model (measured 40/48, mean error 0.276, against
+    // 44/48 and 0.192): they stay for comparison with W8A8 engines.
     assert!(int8_act.top1 * 100 >= steps * 75, "int8 activations keep at least 75% of picks");
     assert!(mean(int8_act) < 2.0 * mean(chosen), "int8 activations at most double the error");
+    // 16-bit activations cost the boards what 8-bit ones do and keep the exact path's picks.
+    assert!(int16_act.top1 + 1 >= chosen.top1, "int16 activations keep the exact path's picks");
+    assert!(mean(int16_act) < 1.05 * mean(chosen), "int16 activations add under 5% error");
 }

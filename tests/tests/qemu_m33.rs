@@ -73,34 +73,55 @@ fn deep_pack() -> &'static Path {
 #[test]
 fn the_emulated_m33_prints_what_the_host_prints_bit_for_bit() {
     let Some(elf) = firmware() else { return };
-    let pack = tiny_pack();
-    let (path, tokens, n) = (pack.to_str().unwrap(), ids(&PROMPT), 8);
-    for (name, activations) in [("f32", Activations::F32), ("int8", Activations::Int8)] {
-        let opts = RunOptions { activations, ..RunOptions::new(PROMPT.to_vec(), n) };
-        let (expected, steps) = host_lines(pack, &opts);
-        let args =
-            [path, "--tokens", &tokens, "-n", "8", "--activations", name, "--bits", "--icount"];
-        let out = qemu(elf, &args);
-        assert_eq!(out.code, Some(0), "{}", out.stdout);
+    // The tiny model (one pair of blocks per row: the odd-pair path, every row a chunk's
+    // whole row) and the deep one (rows of 4 and 16 pairs, cut by the 4 KiB reads).
+    let deep_prompt: Vec<u32> = PROMPT.iter().map(|t| t % 512).collect();
+    for (pack, prompt, shape) in [
+        (tiny_pack(), &PROMPT[..], "2 layers x 64"),
+        (deep_pack(), &deep_prompt[..], "8 layers x 256"),
+    ] {
+        let (path, tokens, n) = (pack.to_str().unwrap(), ids(prompt), 8);
+        for activations in Activations::ALL {
+            let name = activations.name();
+            let opts = RunOptions { activations, ..RunOptions::new(prompt.to_vec(), n) };
+            let (expected, steps) = host_lines(pack, &opts);
+            let args =
+                [path, "--tokens", &tokens, "-n", "8", "--activations", name, "--bits", "--icount"];
+            let out = qemu(elf, &args);
+            assert_eq!(out.code, Some(0), "{}", out.stdout);
 
-        let (printed, bits) = step_lines(&out.stdout);
-        assert_eq!(printed[..expected.len()], expected, "{name} activations:\n{}", out.stdout);
-        // The three best logits of every step have the host's exact bits.
-        assert_eq!(bits, host_bits(&steps), "{name} activations");
+            let (printed, bits) = step_lines(&out.stdout);
+            assert_eq!(
+                printed[..expected.len()],
+                expected,
+                "{shape}, {name} activations:\n{}",
+                out.stdout
+            );
+            // The three best logits of every step have the host's exact bits.
+            assert_eq!(bits, host_bits(&steps), "{shape}, {name} activations");
 
-        let instructions = out
-            .stdout
-            .lines()
-            .find_map(|l| l.strip_prefix("instructions per token: "))
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or_else(|| panic!("no instruction count in:\n{}", out.stdout));
-        assert!(instructions > 0);
-        println!(
-            "qemu-m33, {} layers x {}, vocab {}, {name} activations: instructions per token: \
-             {instructions}",
-            TINY.n_layer, TINY.n_embd, TINY.vocab_size
-        );
+            let instructions = out
+                .stdout
+                .lines()
+                .find_map(|l| l.strip_prefix("instructions per token: "))
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no instruction count in:\n{}", out.stdout));
+            assert!(instructions > 0);
+            println!(
+                "qemu-m33, {shape}, {name} activations: instructions per token: {instructions}"
+            );
+        }
     }
+}
+
+#[test]
+fn the_emulated_m33_kernels_match_their_plain_twins() {
+    let Some(elf) = firmware() else { return };
+    let out = qemu(elf, &["--check-kernels"]);
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
+    let line = out.stdout.lines().find(|l| l.starts_with("kernels: ")).expect("a kernels line");
+    assert!(line.starts_with("kernels: cortex-m33 dsp match the plain ones in "), "{line}");
+    println!("qemu-m33: {line}");
 }
 
 /// Runs the firmware expecting failure: exit code 1 and an `error:` line containing `needle`,

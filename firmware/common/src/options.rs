@@ -61,7 +61,7 @@ impl fmt::Display for OptionsError<'_> {
             Self::BadCount(value) => write!(f, "-n takes a number of tokens, not '{value}'"),
             Self::BadKv(value) => write!(f, "--kv takes f32, f16 or int8, not '{value}'"),
             Self::BadActivations(value) => {
-                write!(f, "--activations takes f32 or int8, not '{value}'")
+                write!(f, "--activations takes f32, int16 or int8, not '{value}'")
             }
             Self::Prompt(e) => write!(f, "{e}"),
         }
@@ -107,11 +107,9 @@ where
                 };
             }
             "--activations" => {
-                options.activations = match value("--activations")? {
-                    "f32" => Activations::F32,
-                    "int8" => Activations::Int8,
-                    other => return Err(OptionsError::BadActivations(other).into()),
-                };
+                let name = value("--activations")?;
+                options.activations =
+                    Activations::parse(name).ok_or(OptionsError::BadActivations(name))?;
             }
             "--bits" => options.bits = true,
             "--no-verify" => options.verify = false,
@@ -220,10 +218,7 @@ pub fn kv_name(format: KvFormat) -> &'static str {
 
 /// The name `--activations` gives a path.
 pub fn activations_name(activations: Activations) -> &'static str {
-    match activations {
-        Activations::F32 => "f32",
-        Activations::Int8 => "int8",
-    }
+    activations.name()
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The guest's command line, as QEMU passes it through semihosting: the program name, then
 //! `FILE`, the prompt's words and `host-tools run`'s generation flags, plus `--kv-file PATH`
-//! and `--icount`.
+//! and `--icount` (`--check-kernels` alone is handled before: see `main`).
 
 use core::fmt;
 
@@ -10,8 +10,8 @@ use picogpt_core::{Activations, KvFormat};
 
 /// One line of help, printed with every argument error.
 pub const USAGE: &str = "usage: picogpt FILE [PROMPT WORDS...] [--tokens 1,2,3] [-n N] \
-                         [--kv f32|f16|int8] [--activations f32|int8] [--kv-file PATH] [--bits] \
-                         [--no-verify] [--icount]";
+                         [--kv f32|f16|int8] [--activations f32|int16|int8] [--kv-file PATH] \
+                         [--bits] [--no-verify] [--icount], or picogpt --check-kernels";
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq)]

@@ -70,6 +70,9 @@ fn run(console: &mut Console) -> u8 {
         Ok(Err(_)) => return fail(console, format_args!("the command line is not UTF-8")),
         Err(e) => return fail(console, format_args!("{e}")),
     };
+    if line.split(' ').filter(|w| !w.is_empty()).skip(1).eq(["--check-kernels"]) {
+        return check_kernels(console);
+    }
     let mut text = [0u8; COMMAND_LINE];
     match args::parse(line, &mut text) {
         Ok(args) => generate_from(console, &args),
@@ -81,6 +84,26 @@ fn run(console: &mut Console) -> u8 {
             let _ = writeln!(console, "error: {e}\n{USAGE}");
             USAGE_EXIT
         }
+    }
+}
+
+/// `--check-kernels`: core's kernels for this CPU against their plain twins, here on the
+/// emulated Cortex-M33 (the host tests only ever see the plain ones run here).
+fn check_kernels(console: &mut Console) -> u8 {
+    let kernels = picogpt_core::Kernels::native();
+    match picogpt_core::kernels::check::check(&kernels) {
+        Ok(n) => {
+            let _ =
+                writeln!(console, "kernels: {} match the plain ones in {n} checks", kernels.name);
+            0
+        }
+        Err(m) => fail(
+            console,
+            format_args!(
+                "kernel {} differs from its plain twin ({} inputs, from block {}): {:#010x}, expected {:#010x}",
+                m.kernel, m.cols, m.block0, m.found, m.expected
+            ),
+        ),
     }
 }
 

@@ -13,10 +13,8 @@ use host_tools::tokenizer::Tokenizer;
 use indicatif::{ProgressBar, ProgressStyle};
 use picogpt_core::Activations;
 
-use super::pack::{INT8_BLOCK, QuantArg, pack_folder};
-use super::run::ActivationsArg;
-
 use super::TokenIds;
+use super::pack::{INT8_BLOCK, QuantArg, pack_folder};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -25,7 +23,7 @@ pub struct Args {
     model_dir: Option<PathBuf>,
     /// Packed files to compare with the checkpoint's f32 reference (default: the checkpoint
     /// packed f32, f16, int8 and int4 into a temporary folder, the int8 and int4 packs read
-    /// with f32 and with int8 activations).
+    /// on every activation path).
     packs: Vec<PathBuf>,
     /// Text to read (default: the held-out passage of the learned models' corpus,
     /// data/kjv-ruth-1.txt; data/gettysburg.txt is another).
@@ -34,25 +32,24 @@ pub struct Args {
     /// Token ids to read instead of a text, comma-separated.
     #[arg(long, value_parser = super::token_ids)]
     tokens: Option<TokenIds>,
-    /// How the given packs' int8 or int4 weights meet the activations.
-    #[arg(long, value_enum, default_value_t = ActivationsArg::F32)]
-    activations: ActivationsArg,
     /// Also write the results as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
     /// Bytes per storage read.
     #[arg(long, default_value_t = 64 * 1024, value_parser = super::at_least_one)]
     chunk_bytes: usize,
+    /// Kernel paths to read int8 and int4 weights with: `f32` (exact), `int16`, `int8`, or
+    /// several (`f32,int16,int8`). Default: `f32` for the packs given, all three for the packs
+    /// made here. f32 and f16 weights are read once, on the exact path.
+    #[arg(long, value_delimiter = ',', value_parser = super::parse_activations)]
+    activations: Option<Vec<Activations>>,
 }
 
-/// The packs `eval` makes when none are given: format, and whether to read it a second time
-/// with int8 activations.
-const DEFAULT_FORMATS: [(QuantArg, bool); 4] = [
-    (QuantArg::F32, false),
-    (QuantArg::F16, false),
-    (QuantArg::Int8, true),
-    (QuantArg::Int4, true),
-];
+/// The packs `eval` makes when none are given.
+const DEFAULT_FORMATS: [QuantArg; 4] = [QuantArg::F32, QuantArg::F16, QuantArg::Int8, QuantArg::Int4];
+
+/// Every activation path, what the packs made here are read with by default.
+const ALL_PATHS: [Activations; 3] = [Activations::F32, Activations::Int16, Activations::Int8];
 
 pub fn main(args: Args) -> Result<()> {
     let model_dir = args.model_dir.clone().unwrap_or_else(|| {
@@ -102,30 +99,35 @@ pub fn main(args: Args) -> Result<()> {
     );
     // Packs made here live in a temporary folder that is removed at the end.
     let scratch = tempfile::Builder::new().prefix("eval-").tempdir()?;
-    let runs = if args.packs.is_empty() {
-        default_packs(&model_dir, scratch.path())?
+    let (packs, default_paths) = if args.packs.is_empty() {
+        (default_packs(&model_dir, scratch.path())?, &ALL_PATHS[..])
     } else {
-        args.packs.iter().map(|p| (p.clone(), args.activations.into())).collect()
+        (args.packs.clone(), &ALL_PATHS[..1])
     };
+    let paths = args.activations.as_deref().unwrap_or(default_paths);
     let style = ProgressStyle::with_template("{bar:40} {pos}/{len} positions {wide_msg}")?;
-    let mut packs = Vec::new();
-    for (path, activations) in &runs {
-        let opts = EvalOptions { chunk_bytes: args.chunk_bytes, activations: *activations };
-        let bar = ProgressBar::new(tokens.len() as u64).with_style(style.clone());
-        bar.set_message(path.display().to_string());
-        let mut quality =
-            eval_pack(path, &reference, &opts, |done, _| bar.set_position(done as u64))?;
-        bar.finish_and_clear();
-        if path.starts_with(scratch.path()) {
-            quality.path = format!("(made here) {}", file_name(path));
+    let mut qualities = Vec::new();
+    for path in &packs {
+        let (model, _) = open_pack(path, &config)?;
+        let integer = model.layout().quant().has_integer_matrices();
+        for &activations in if integer { paths } else { &ALL_PATHS[..1] } {
+            let opts = EvalOptions { chunk_bytes: args.chunk_bytes, activations };
+            let bar = ProgressBar::new(tokens.len() as u64).with_style(style.clone());
+            bar.set_message(path.display().to_string());
+            let mut quality =
+                eval_pack(path, &reference, &opts, |done, _| bar.set_position(done as u64))?;
+            bar.finish_and_clear();
+            if path.starts_with(scratch.path()) {
+                quality.path = format!("(made here) {}", file_name(path));
+            }
+            qualities.push(quality);
         }
-        packs.push(quality);
     }
     let report = EvalReport {
         model: config,
         tokens: tokens.len(),
         reference_perplexity: reference.perplexity(),
-        packs,
+        packs: qualities,
     };
     print_table(&report.packs);
     if let Some(out) = &args.json {
@@ -134,19 +136,16 @@ pub fn main(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Packs `model_dir` in [`DEFAULT_FORMATS`] into `dir`: the runs to evaluate.
-fn default_packs(model_dir: &Path, dir: &Path) -> Result<Vec<(PathBuf, Activations)>> {
-    let mut runs = Vec::new();
-    for (quant, with_int8_activations) in DEFAULT_FORMATS {
+/// Packs `model_dir` in [`DEFAULT_FORMATS`] into `dir`.
+fn default_packs(model_dir: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut packs = Vec::new();
+    for quant in DEFAULT_FORMATS {
         let out = dir.join(format!("model-{}.pgpt", quant.name()));
         println!("packing {} as {}", model_dir.display(), quant.name());
         pack_folder(model_dir, &out, &PackOptions::new(quant.matrices(INT8_BLOCK), true), true)?;
-        runs.push((out.clone(), Activations::F32));
-        if with_int8_activations {
-            runs.push((out, Activations::Int8));
-        }
+        packs.push(out);
     }
-    Ok(runs)
+    Ok(packs)
 }
 
 fn file_name(path: &Path) -> String {
@@ -169,9 +168,10 @@ fn print_table(packs: &[PackQuality]) {
     let format_width = packs.iter().map(|q| q.format.len()).max().unwrap_or(0).max(6);
     let path_width = packs.iter().map(|q| q.path.len()).max().unwrap_or(0).max(4);
     println!(
-        "{:<path_width$} {:<format_width$} {:>13} {:>11} {:>9} {:>10} {:>10} {:>7} {:>7} {:>10}",
+        "{:<path_width$} {:<format_width$} {:<11} {:>13} {:>11} {:>9} {:>10} {:>10} {:>7} {:>7} {:>10}",
         "pack",
         "format",
+        "activations",
         "bytes",
         "perplexity",
         "vs f32",
@@ -183,10 +183,11 @@ fn print_table(packs: &[PackQuality]) {
     );
     for q in packs {
         println!(
-            "{:<path_width$} {:<format_width$} {:>13} {:>11.4} {:>9.5} {:>10.3e} {:>10.3e} {:>6.1}% \
-             {:>6.1}% {:>10.4}",
+            "{:<path_width$} {:<format_width$} {:<11} {:>13} {:>11.4} {:>9.5} {:>10.3e} {:>10.3e} \
+             {:>6.1}% {:>6.1}% {:>10.4}",
             q.path,
             q.format,
+            q.activations,
             q.file_bytes,
             q.perplexity,
             q.perplexity_ratio,

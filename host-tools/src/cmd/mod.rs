@@ -20,7 +20,7 @@ use host_tools::file_storage::FileStorage;
 use host_tools::guard;
 use host_tools::report::TopEntry;
 use picogpt_core::display::write_candidate;
-use picogpt_core::{Candidate, Model};
+use picogpt_core::{Activations, Candidate, Model};
 
 /// picoGPT's verbose line for a candidate, through core's formatter (what a board prints).
 pub fn candidate_line(rank: usize, entry: &TopEntry) -> String {
@@ -29,6 +29,11 @@ pub fn candidate_line(rank: usize, entry: &TopEntry) -> String {
     // Writing to a String cannot fail.
     let _ = write_candidate(&mut line, rank, &candidate, entry.text.as_deref());
     line
+}
+
+/// An `--activations` value: `f32`, `int16` or `int8`.
+pub fn parse_activations(name: &str) -> Result<Activations, String> {
+    Activations::parse(name).ok_or_else(|| format!("{name:?} is not f32, int16 or int8"))
 }
 
 /// Token ids as `1,2,3`.

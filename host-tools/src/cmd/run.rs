@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, anyhow, bail};
 use clap::ValueEnum;
+use host_tools::cpu::KernelLevel;
 use host_tools::guard::{self, Output};
 use host_tools::report::StepReport;
 use host_tools::run::{Prompt, RunOptions, run};
@@ -58,15 +59,26 @@ pub struct Args {
     /// KV cache element format.
     #[arg(long, value_enum, default_value_t = KvArg::F32)]
     kv: KvArg,
-    /// How activations meet int8 weights: exact f32, or int8 with integer dot products.
-    #[arg(long, value_enum, default_value_t = ActivationsArg::F32)]
-    activations: ActivationsArg,
+    /// How activations meet int8 weights: `f32` (exact), `int16` (integer kernels, the exact
+    /// path's quality) or `int8` (W8A8).
+    #[arg(long, default_value = "f32", value_parser = super::parse_activations)]
+    activations: Activations,
     /// Skip the CRC check of the first pass.
     #[arg(long)]
     no_verify: bool,
     /// Read each next chunk on a second thread while core computes (double buffering).
     #[arg(long)]
     prefetch: bool,
+    /// Read the pack chunk by chunk into core's buffer, as a board reads its card, instead
+    /// of computing on a memory map of it.
+    #[arg(long)]
+    no_mmap: bool,
+    /// Threads to split each matrix's rows between (default: every core available).
+    #[arg(long, default_value_t = 0, hide_default_value = true)]
+    threads: usize,
+    /// Kernels to use: the best this CPU runs, or a lower level (same output).
+    #[arg(long, value_enum, default_value_t = KernelLevel::Best)]
+    kernels: KernelLevel,
     /// Emulate a board's RAM (e.g. 400K, 2M): workspace and KV cache must fit; KV positions
     /// beyond it spill to a file, as a board spills to its SD card.
     #[arg(long, value_parser = parse_bytes)]
@@ -99,21 +111,6 @@ impl ModelSize {
             Self::M355 => "355M",
             Self::M774 => "774M",
             Self::M1558 => "1558M",
-        }
-    }
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum ActivationsArg {
-    F32,
-    Int8,
-}
-
-impl From<ActivationsArg> for Activations {
-    fn from(arg: ActivationsArg) -> Self {
-        match arg {
-            ActivationsArg::F32 => Activations::F32,
-            ActivationsArg::Int8 => Activations::Int8,
         }
     }
 }
@@ -163,9 +160,12 @@ pub fn main(args: Args) -> Result<()> {
         },
         verify: !args.no_verify,
         prefetch: args.prefetch,
+        mmap: !args.no_mmap,
+        threads: args.threads,
+        kernels: args.kernels,
         ram_budget: args.ram_budget,
         sampling,
-        activations: args.activations.into(),
+        activations: args.activations,
         ..RunOptions::with_prompt(prompt, args.generation.n_tokens_to_generate)
     };
     let mut index = 0;
@@ -203,6 +203,10 @@ pub fn main(args: Args) -> Result<()> {
             "prompt pass {:.1} ms, {:.2} ms/token after it, {:.0} bytes read/token, working memory {} bytes",
             report.prefill_ms, report.ms_per_token, per_token, report.working_bytes
         );
+        if let Some(engine) = &report.engine {
+            let how = if engine.mapped { "on the mapped pack" } else { "through the chunk buffer" };
+            println!("kernels {}, {} threads, {how}", engine.kernels, engine.threads);
+        }
     }
     if let Some(path) = args.json {
         report.write(&path).map_err(|e| anyhow!("writing {}: {e}", path.display()))?;
