@@ -33,7 +33,7 @@ fn firmware() -> Option<&'static Path> {
         let target = "thumbv8m.main-none-eabihf";
         (have("qemu-system-arm", "qemu_m33", "Debian: apt-get install qemu-system-arm")
             && have_target(&crate_dir(), target, "qemu_m33"))
-            .then(|| build_firmware(&crate_dir(), target, "picogpt-qemu-m33"))
+        .then(|| build_firmware(&crate_dir(), target, "picogpt-qemu-m33"))
     })
     .as_deref()
 }

@@ -54,7 +54,7 @@ fn firmware() -> Option<&'static Path> {
         let target = "riscv32imac-unknown-none-elf";
         (tools.iter().all(|(tool, how)| have(tool, "qemu_rv32", how))
             && have_target(&crate_dir(), target, "qemu_rv32"))
-            .then(|| build_firmware(&crate_dir(), target, "picogpt-qemu-rv32"))
+        .then(|| build_firmware(&crate_dir(), target, "picogpt-qemu-rv32"))
     })
     .as_deref()
 }

@@ -123,7 +123,11 @@ pub fn main(args: Args) -> Result<()> {
         println!("\nNumPy on the same weights (f32, OpenBLAS on one thread):");
         for (script, name, what) in [
             (NUMPY_KV_SCRIPT, "bench/gpt2_numpy_kv.py", "GPT-2 with a KV cache"),
-            (PICOGPT_SCRIPT, "bench/picogpt_numpy.py", "picoGPT's loop (recomputes every position)"),
+            (
+                PICOGPT_SCRIPT,
+                "bench/picogpt_numpy.py",
+                "picoGPT's loop (recomputes every position)",
+            ),
         ] {
             let ms = numpy_ms_per_token(&args.python, (script, name), &args.model_dir, args.n)?;
             println!(
@@ -223,10 +227,10 @@ fn tokens_to_time(text: &str) -> Result<usize, String> {
 
 /// Fails before any work when `--numpy` could not run: `python` with numpy and safetensors.
 fn check_numpy(python: &Path) -> Result<()> {
-    let out = Command::new(python)
-        .args(["-c", "import numpy, safetensors.numpy"])
-        .output()
-        .map_err(|e| anyhow!("bench --numpy runs {}, which could not start: {e}", python.display()))?;
+    let out =
+        Command::new(python).args(["-c", "import numpy, safetensors.numpy"]).output().map_err(
+            |e| anyhow!("bench --numpy runs {}, which could not start: {e}", python.display()),
+        )?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         bail!(

@@ -46,7 +46,8 @@ pub struct Args {
 }
 
 /// The packs `eval` makes when none are given.
-const DEFAULT_FORMATS: [QuantArg; 4] = [QuantArg::F32, QuantArg::F16, QuantArg::Int8, QuantArg::Int4];
+const DEFAULT_FORMATS: [QuantArg; 4] =
+    [QuantArg::F32, QuantArg::F16, QuantArg::Int8, QuantArg::Int4];
 
 /// Every activation path, what the packs made here are read with by default.
 const ALL_PATHS: [Activations; 3] = [Activations::F32, Activations::Int16, Activations::Int8];

@@ -47,9 +47,10 @@ pub fn have_target(dir: &Path, target: &str, test: &str) -> bool {
         .args(["--print", "target-libdir", "--target", target])
         .current_dir(dir)
         .output();
-    let libdir = out.ok().filter(|o| o.status.success()).map(|o| {
-        PathBuf::from(String::from_utf8_lossy(&o.stdout).trim().to_owned())
-    });
+    let libdir = out
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim().to_owned()));
     let ok = libdir.and_then(|d| std::fs::read_dir(d).ok()).is_some_and(|mut entries| {
         entries.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("libcore-")))
     });
