@@ -50,6 +50,63 @@ impl<S: Storage> Model<S> {
         sink: &mut L,
         workers: &mut dyn Workers,
     ) -> Result<(), Error<S::Error, K::Error>> {
+        self.check_request(ws, kv, tokens, start)?;
+        let batch = ws.batch();
+        for (i, group) in tokens.chunks(batch).enumerate() {
+            self.pass(ws, kv, group, start + i * batch, workers)?;
+        }
+        let last = (tokens.len() - 1) % batch;
+        self.lm_head(ws, last, core::slice::from_mut(sink), workers)
+    }
+
+    /// Runs `tokens` at positions `start..` in one pass over the weights, as
+    /// [`Self::forward`] does, and streams the logits of every position `i` into `sinks[i]`
+    /// (the LM head reads `wte` once for all of them). This is what verifying a speculative
+    /// draft needs ([`crate::speculate`]): each position's logits are bit for bit those a
+    /// one-token [`Self::forward`] at that position gives.
+    ///
+    /// `tokens` must fit one pass (at most the workspace's batch), with one sink per token.
+    pub fn forward_each<K: KvCache, L: LogitSink>(
+        &mut self,
+        ws: &mut Workspace<'_>,
+        kv: &mut K,
+        tokens: &[u32],
+        start: usize,
+        sinks: &mut [L],
+    ) -> Result<(), Error<S::Error, K::Error>> {
+        self.forward_each_with(ws, kv, tokens, start, sinks, &mut OneWorker)
+    }
+
+    /// [`Self::forward_each`] with every matrix's rows split between `workers`.
+    pub fn forward_each_with<K: KvCache, L: LogitSink>(
+        &mut self,
+        ws: &mut Workspace<'_>,
+        kv: &mut K,
+        tokens: &[u32],
+        start: usize,
+        sinks: &mut [L],
+        workers: &mut dyn Workers,
+    ) -> Result<(), Error<S::Error, K::Error>> {
+        self.check_request(ws, kv, tokens, start)?;
+        if tokens.len() > ws.batch() {
+            let (needed, given) = (tokens.len(), ws.batch());
+            return Err(Error::BufferTooSmall { what: "workspace batch", needed, given });
+        }
+        if sinks.len() != tokens.len() {
+            return Err(Error::ShapeMismatch { what: "logit sinks (one per token)" });
+        }
+        self.pass(ws, kv, tokens, start, workers)?;
+        self.lm_head(ws, 0, sinks, workers)
+    }
+
+    /// The checks of a request (context, vocabulary, buffers), made before any weight is read.
+    fn check_request<K: KvCache>(
+        &self,
+        ws: &Workspace<'_>,
+        kv: &K,
+        tokens: &[u32],
+        start: usize,
+    ) -> Result<(), Error<S::Error, K::Error>> {
         let cfg = *self.layout.config();
         if !ws.fits(&self.layout) {
             return Err(Error::ShapeMismatch { what: "workspace" });
@@ -69,11 +126,7 @@ impl<S: Storage> Model<S> {
         if let Some(&token) = tokens.iter().find(|&&t| t >= cfg.vocab_size) {
             return Err(Error::TokenOutOfRange { token, vocab: cfg.vocab_size });
         }
-        let batch = ws.batch();
-        for (i, group) in tokens.chunks(batch).enumerate() {
-            self.pass(ws, kv, group, start + i * batch, workers)?;
-        }
-        self.lm_head(ws, (tokens.len() - 1) % batch, sink, workers)
+        Ok(())
     }
 
     /// The weight-reading context of a pass, over the workspace's scratch buffers.
@@ -153,26 +206,28 @@ impl<S: Storage> Model<S> {
         Ok(())
     }
 
-    /// Final layer norm of position `last` and the tied LM head, streamed over `wte`.
+    /// Final layer norm of positions `first..first + sinks.len()` of the pass and the tied LM
+    /// head, streamed over `wte` once for all of them.
     fn lm_head<L: LogitSink, KE>(
         &mut self,
         ws: &mut Workspace<'_>,
-        last: usize,
-        sink: &mut L,
+        first: usize,
+        sinks: &mut [L],
         workers: &mut dyn Workers,
     ) -> Result<(), Error<S::Error, KE>> {
         let cfg = *self.layout.config();
-        let d = cfg.embd();
+        let (d, n) = (cfg.embd(), sinks.len());
         let ActBuffers { x, xn, big, .. } = &mut ws.act;
         let mut ctx = self.ctx(&mut ws.scratch, workers);
-        let h = &mut xn[..d];
+        let h = &mut xn[..n * d];
         let (ln_w, ln_b) = (TensorKind::LnFWeight, TensorKind::LnFBias);
         let (ln_w, ln_b) = (TensorId::global(ln_w), TensorId::global(ln_b));
-        // [n_embd] -> [n_embd]
-        ctx.layernorm(ln_w, ln_b, &x[last * d..(last + 1) * d], h, d, cfg.layer_norm_epsilon)?;
-        // [n_embd] -> [n_vocab], a run of logits at a time, fed to the sink in id order
-        let (masked, logits) = big[..4 * d].split_at_mut(d);
-        ctx.logits(h, masked, logits, sink)
+        // [n, n_embd] -> [n, n_embd]
+        let rows = &x[first * d..(first + n) * d];
+        ctx.layernorm(ln_w, ln_b, rows, h, d, cfg.layer_norm_epsilon)?;
+        // [n, n_embd] -> [n, n_vocab], a run of logits at a time, fed to the sinks in id order
+        let (masked, logits) = big[..n * 4 * d].split_at_mut(n * d);
+        ctx.logits(h, masked, logits, sinks)
     }
 }
 
@@ -339,54 +394,69 @@ impl<S: Storage> Ctx<'_, S> {
         let job = RowJob { ops, shape: RowShape::new(format, cols), n, out_stride, extras: None };
         let mut stream = weights.tensor(weight)?;
         let plan = RunPlan { rows, max_rows: rows, base_per_run: false };
-        stream_rows(&mut stream, &mut **workers, &mut carry[..2 * n], &job, plan, out, |_, _| {
-            Ok(())
-        })?;
+        stream_rows(
+            &mut stream,
+            &mut **workers,
+            &mut carry[..2 * n],
+            &job,
+            plan,
+            out,
+            |_, _, _| Ok(()),
+        )?;
         stream.finish()?;
         self.weights.apply_vector(bias, out, n, out_stride, |v, b| v + b)
     }
 
-    /// Streams the tied LM head: logit of token t = wte[t] · h, fed to `sink` in id order.
-    /// `masked` is scratch for `h` without its outlier channels (which must be left out of
-    /// the activations' coding: they are multiplied exactly, from the row's f32 extras), and
-    /// `logits` holds one run's logits before they go to the sink.
+    /// Streams the tied LM head: logit of token t at position i = wte[t] · h[i], fed to
+    /// `sinks[i]` in id order (`h` holds one row of n_embd per sink). `masked` is scratch for
+    /// `h` without its outlier channels (which must be left out of the activations' coding:
+    /// they are multiplied exactly, from the row's f32 extras), and `logits` holds one run's
+    /// logits, position after position, before they go to the sinks.
     fn logits<L: LogitSink, KE>(
         &mut self,
         h: &[f32],
         masked: &mut [f32],
         logits: &mut [f32],
-        sink: &mut L,
+        sinks: &mut [L],
     ) -> Result<(), Error<S::Error, KE>> {
         let id = TensorId::global(TensorKind::Wte);
         let layout = self.weights.layout;
         let (rows, cols) = layout.shape(TensorKind::Wte);
+        let n = sinks.len();
         let format = layout.format(id);
         let outliers = &layout.quant().lm_head_outliers;
         masked.copy_from_slice(h);
         if format.extras > 0 {
-            for &c in outliers {
-                masked[usize::from(c)] = 0.0;
+            for row in masked.chunks_exact_mut(cols) {
+                for &c in outliers {
+                    row[usize::from(c)] = 0.0;
+                }
             }
         }
         let Self { weights, kernels, workers, carry, activations, q8, q8_scales } = self;
-        let ops = prepare(&format, *activations, kernels, masked, cols, 1, cols, q8, q8_scales);
-        let extras = (format.extras > 0).then_some(Extras { channels: outliers, h });
-        let job = RowJob { ops, shape: RowShape::new(format, cols), n: 1, out_stride: 0, extras };
+        let ops = prepare(&format, *activations, kernels, masked, cols, n, cols, q8, q8_scales);
+        let extras = (format.extras > 0).then_some(Extras { channels: outliers, h, cols });
+        let max_rows = logits.len() / n;
+        let shape = RowShape::new(format, cols);
+        let job = RowJob { ops, shape, n, out_stride: max_rows, extras };
         let mut stream = weights.tensor(id)?;
-        let plan = RunPlan { rows, max_rows: logits.len(), base_per_run: true };
+        let plan = RunPlan { rows, max_rows, base_per_run: true };
         stream_rows(
             &mut stream,
             &mut **workers,
-            &mut carry[..2],
+            &mut carry[..2 * n],
             &job,
             plan,
             logits,
-            |first, run| {
-                for (token, &logit) in (first as u32..).zip(run) {
-                    if !logit.is_finite() {
-                        return Err(Error::NonFinite { token });
+            |first, finished, out| {
+                for (i, sink) in sinks.iter_mut().enumerate() {
+                    let run = &out[i * max_rows..i * max_rows + finished];
+                    for (token, &logit) in (first as u32..).zip(run) {
+                        if !logit.is_finite() {
+                            return Err(Error::NonFinite { token });
+                        }
+                        sink.accept(token, logit);
                     }
-                    sink.accept(token, logit);
                 }
                 Ok(())
             },
@@ -477,8 +547,9 @@ enum Operands<'a> {
 #[derive(Clone, Copy)]
 struct Extras<'a> {
     channels: &'a [u16],
-    /// The unmasked final layer-norm output.
+    /// The unmasked final layer-norm output, a row of `cols` per position.
     h: &'a [f32],
+    cols: usize,
 }
 
 /// Everything a worker needs to compute rows of one matrix.
@@ -532,9 +603,10 @@ impl RowJob<'_> {
         }
     }
 
-    /// `value` plus the outlier channels' products from a row's `extras` bytes.
-    fn with_extras(&self, value: f32, extras: &[u8]) -> f32 {
-        let Some(Extras { channels, h }) = self.extras else { return value };
+    /// `value` plus position `i`'s outlier channels' products from a row's `extras` bytes.
+    fn with_extras(&self, i: usize, value: f32, extras: &[u8]) -> f32 {
+        let Some(Extras { channels, h, cols }) = self.extras else { return value };
+        let h = &h[i * cols..(i + 1) * cols];
         let mut side = 0.0f32;
         for (e, &channel) in extras.chunks_exact(4).zip(channels) {
             side += f32::from_le_bytes([e[0], e[1], e[2], e[3]]) * h[usize::from(channel)];
@@ -561,7 +633,7 @@ impl RowJob<'_> {
         }
         if self.extras.is_some() {
             for (row, o) in w.chunks_exact(row_bytes).zip(out.iter_mut()) {
-                *o = self.with_extras(*o, &row[weights..]);
+                *o = self.with_extras(i, *o, &row[weights..]);
             }
         }
     }
@@ -579,7 +651,8 @@ struct RunPlan {
 }
 
 /// Streams the rows of a matrix run by run, each run's rows split between `workers`, and
-/// calls `after(first_row, values)` with the rows each run finished (when `base_per_run`).
+/// calls `after(first_row, rows, out)` when a run has finished `rows` rows (when
+/// `base_per_run`: position `i`'s values are `out[i * out_stride..][..rows]`).
 ///
 /// A run's pieces are its rows: the first may continue a row cut by the previous run (its
 /// lanes come from one half of `carry`), the last may be cut (its lanes go to the other).
@@ -590,7 +663,7 @@ fn stream_rows<S: Storage, KE>(
     job: &RowJob<'_>,
     plan: RunPlan,
     out: &mut [f32],
-    mut after: impl FnMut(usize, &[f32]) -> Result<(), Error<S::Error, KE>>,
+    mut after: impl FnMut(usize, usize, &[f32]) -> Result<(), Error<S::Error, KE>>,
 ) -> Result<(), Error<S::Error, KE>> {
     let (shape, n) = (job.shape, job.n);
     let (mut row, mut at, mut parity) = (0usize, 0usize, 0usize);
@@ -632,7 +705,7 @@ fn stream_rows<S: Storage, KE>(
                     }
                     if end == shape.bytes {
                         let value = job.reduce(&lanes);
-                        let value = job.with_extras(value, &bytes[weights_end - start..]);
+                        let value = job.with_extras(i, value, &bytes[weights_end - start..]);
                         // SAFETY: output (row, position) is written by its row's worker only.
                         unsafe { out_d.set(i * job.out_stride + r - base, value) };
                     } else {
@@ -672,7 +745,7 @@ fn stream_rows<S: Storage, KE>(
         }
         let finished = pieces - usize::from(cut_last);
         if plan.base_per_run {
-            after(row0, &out[..finished])?;
+            after(row0, finished, out)?;
         }
         at = (at + run.len()) % shape.bytes;
         row += finished;

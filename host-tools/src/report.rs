@@ -65,6 +65,9 @@ pub struct RunReport {
     /// Where the KV cache lived (`run` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kv: Option<crate::run::KvPlan>,
+    /// Passes over the weights and accepted draft tokens (`run` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passes: Option<crate::run::Passes>,
     /// The kernels and threads core ran with (`run` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<Engine>,

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use picogpt_core::kv::{self, KvCache};
 use picogpt_core::sample::CANDIDATES;
+use picogpt_core::speculate::{self, Context, DraftSpec};
 use picogpt_core::{
     Activations, KvFormat, MatrixFormat, Model, Picker, RamKv, Sampling, Storage, StorageKv,
     TieredKv, Workers, Workspace, WorkspaceSpec,
@@ -18,6 +19,9 @@ use crate::mapped::MappedFile;
 use crate::prefetch::PrefetchingFile;
 use crate::report::{Engine, RunReport, StepReport, TopEntry};
 use crate::threads::ThreadPool;
+
+/// Draft tokens per pass by default (`run --speculate`): see the README's figures.
+pub const DEFAULT_SPECULATE: usize = 4;
 
 /// BPE scratch for the device encoder: pieces up to 1 KiB.
 const ENCODE_SCRATCH_WORDS: usize = 2 * 1024 + 2;
@@ -63,6 +67,9 @@ pub struct RunOptions {
     /// Emulate a board's RAM: workspace and KV cache must fit these bytes; KV positions that
     /// do not are spilled to a file. `None`: all in RAM.
     pub ram_budget: Option<usize>,
+    /// Draft up to this many tokens per pass by prompt lookup and verify them in the same
+    /// pass (0: one token per pass). The text is the same either way.
+    pub speculate: usize,
 }
 
 impl RunOptions {
@@ -87,6 +94,7 @@ impl RunOptions {
             threads: 0,
             kernels: KernelLevel::Best,
             ram_budget: None,
+            speculate: DEFAULT_SPECULATE,
         }
     }
 }
@@ -242,8 +250,9 @@ where
         let (prompt, n, n_ctx) = (prompt.len(), opts.n, cfg.n_ctx as usize);
         return Err(RunError::TooLong { prompt, n, needed, n_ctx });
     }
-    let spec = WorkspaceSpec::new(opts.batch.clamp(1, prompt.len()), opts.chunk_bytes)
-        .with_activations(opts.activations);
+    // A verifying pass runs the last token and the draft together.
+    let batch = opts.batch.clamp(1, prompt.len()).max(opts.speculate + 1);
+    let spec = WorkspaceSpec::new(batch, opts.chunk_bytes).with_activations(opts.activations);
     let workspace = model.workspace_bytes(&spec);
     let ram_positions = match opts.ram_budget {
         None => needed,
@@ -300,6 +309,7 @@ where
         prefill_ms: steps.prefill_ms,
         ms_per_token: steps.ms_per_token,
         kv: Some(plan),
+        passes: Some(steps.passes),
         engine: Some(engine),
     })
 }
@@ -314,10 +324,12 @@ struct Steps {
     reports: Vec<StepReport>,
     prefill_ms: f64,
     ms_per_token: f64,
+    passes: Passes,
 }
 
 impl Steps {
-    /// The prompt's pass, then one pass per generated token, until `-n` or `<|endoftext|>`.
+    /// The prompt's pass, then one pass per generated token (or per verified draft), until
+    /// `-n` or `<|endoftext|>`.
     #[allow(clippy::too_many_arguments)]
     fn run<S, K>(
         model: &mut Model<S>,
@@ -338,48 +350,112 @@ impl Steps {
         let core = core_error(name);
         let end_of_text = model.tokenizer().map(|t| t.end_of_text);
         let mut reports = Vec::with_capacity(opts.n);
-        let mut input = prompt.to_vec();
-        let mut pos = 0;
+        let mut generated: Vec<u32> = Vec::with_capacity(opts.n);
+        let mut passes = Passes::default();
+        let mut draft = vec![0u32; opts.speculate];
         let mut prefill_ms = 0.0;
         let started = Instant::now();
-        for step in 0..opts.n {
+        while generated.len() < opts.n {
+            let step = generated.len();
             model.set_verify(opts.verify && step == 0);
             let t0 = Instant::now();
-            let mut picker = Picker::<CANDIDATES>::new(opts.sampling, step as u64);
-            model
-                .forward_with(ws, &mut kv, &input, pos, &mut picker, workers)
-                .map_err(|e| core(Box::new(e)))?;
-            if step == 0 {
-                prefill_ms = t0.elapsed().as_secs_f64() * 1e3;
-            }
-            let choice = picker.choose();
-            let mut top = Vec::with_capacity(3);
-            for c in picker.candidates::<3>() {
-                let text = token_bytes(model, c.token).map_err(|e| core(Box::new(e)))?;
-                let text = text.map(|b| String::from_utf8_lossy(&b).into_owned());
-                top.push(TopEntry { id: c.token, logit: c.logit, prob: f64::from(c.prob), text });
-            }
-            let bytes = token_bytes(model, choice.token).map_err(|e| core(Box::new(e)))?;
-            let report = StepReport {
-                token: choice.token,
-                text: bytes.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()),
-                bytes: bytes.unwrap_or_default(),
-                top,
-                truncated: choice.truncated,
+            let mut pickers: Vec<Picker<CANDIDATES>>;
+            let drafted = match generated.last() {
+                None => {
+                    pickers = vec![Picker::new(opts.sampling, 0)];
+                    model
+                        .forward_with(ws, &mut kv, prompt, 0, &mut pickers[0], workers)
+                        .map_err(|e| core(Box::new(e)))?;
+                    prefill_ms = t0.elapsed().as_secs_f64() * 1e3;
+                    0
+                }
+                Some(&last) => {
+                    // Never draft past -n: the pass yields up to drafted + 1 tokens.
+                    let room = (opts.n - step - 1).min(opts.speculate);
+                    let context = Context { prompt, generated: &generated };
+                    let drafted =
+                        speculate::draft(context, &DraftSpec::DEFAULT, &mut draft[..room]);
+                    let mut input = vec![last];
+                    input.extend_from_slice(&draft[..drafted]);
+                    pickers = (0..=drafted)
+                        .map(|j| Picker::new(opts.sampling, (step + j) as u64))
+                        .collect();
+                    let pos = prompt.len() + step - 1;
+                    model
+                        .forward_each_with(ws, &mut kv, &input, pos, &mut pickers, workers)
+                        .map_err(|e| core(Box::new(e)))?;
+                    drafted
+                }
             };
-            on_step(&report);
-            reports.push(report);
-            if Some(choice.token) == end_of_text {
+            let accepted = speculate::accepted(&pickers, &draft[..drafted]);
+            passes.count(drafted, accepted, step == 0);
+            let mut ended = false;
+            for picker in &pickers[..=accepted] {
+                let report = step_report(model, picker).map_err(|e| core(Box::new(e)))?;
+                let token = report.token;
+                on_step(&report);
+                reports.push(report);
+                generated.push(token);
+                ended = Some(token) == end_of_text;
+                if ended {
+                    break;
+                }
+            }
+            if ended {
                 break;
             }
-            pos += input.len();
-            input = vec![choice.token];
         }
         let total_ms = started.elapsed().as_secs_f64() * 1e3;
         let after_first = reports.len().saturating_sub(1);
         let ms_per_token =
             if after_first > 0 { (total_ms - prefill_ms) / after_first as f64 } else { 0.0 };
-        Ok(Self { reports, prefill_ms, ms_per_token })
+        Ok(Self { reports, prefill_ms, ms_per_token, passes })
+    }
+}
+
+/// What one step's picker chose, with the three best candidates and the tokens' text.
+fn step_report<S: Storage>(
+    model: &mut Model<S>,
+    picker: &Picker<CANDIDATES>,
+) -> Result<StepReport, picogpt_core::Error<S::Error>> {
+    let choice = picker.choose();
+    let mut top = Vec::with_capacity(3);
+    for c in picker.candidates::<3>() {
+        let text = token_bytes(model, c.token)?.map(|b| String::from_utf8_lossy(&b).into_owned());
+        top.push(TopEntry { id: c.token, logit: c.logit, prob: f64::from(c.prob), text });
+    }
+    let bytes = token_bytes(model, choice.token)?;
+    Ok(StepReport {
+        token: choice.token,
+        text: bytes.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()),
+        bytes: bytes.unwrap_or_default(),
+        top,
+        truncated: choice.truncated,
+    })
+}
+
+/// Passes over the weights and what the drafts gained.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Passes {
+    /// Passes over the weights, the prompt's included.
+    pub weight_passes: usize,
+    /// Passes after the prompt's that verified a draft.
+    pub drafts: usize,
+    /// Draft tokens proposed.
+    pub drafted_tokens: usize,
+    /// Draft tokens accepted: tokens that cost no pass of their own.
+    pub accepted_tokens: usize,
+}
+
+impl Passes {
+    /// Counts one pass that verified `drafted` tokens and accepted `accepted` of them.
+    fn count(&mut self, drafted: usize, accepted: usize, prompt: bool) {
+        self.weight_passes += 1;
+        if !prompt && drafted > 0 {
+            self.drafts += 1;
+            self.drafted_tokens += drafted;
+            self.accepted_tokens += accepted;
+        }
     }
 }
 

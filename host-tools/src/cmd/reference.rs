@@ -97,6 +97,7 @@ pub fn main(args: Args) -> Result<()> {
         prefill_ms: 0.0,
         ms_per_token: elapsed_ms / args.generation.n_tokens_to_generate as f64,
         kv: None,
+        passes: None,
         engine: None,
     };
     if let Some(path) = args.json {

@@ -83,6 +83,12 @@ pub struct Args {
     /// beyond it spill to a file, as a board spills to its SD card.
     #[arg(long, value_parser = parse_bytes)]
     ram_budget: Option<usize>,
+    /// Draft up to K tokens per pass from earlier text of the context (prompt lookup) and
+    /// verify them in the same pass (at most 32; 0 turns it off). The output is the same
+    /// either way; only the passes over the weights change.
+    #[arg(long, value_name = "K", default_value_t = host_tools::run::DEFAULT_SPECULATE,
+          value_parser = draft_length)]
+    speculate: usize,
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -164,6 +170,7 @@ pub fn main(args: Args) -> Result<()> {
         threads: args.threads,
         kernels: args.kernels,
         ram_budget: args.ram_budget,
+        speculate: args.speculate,
         sampling,
         activations: args.activations,
         ..RunOptions::with_prompt(prompt, args.generation.n_tokens_to_generate)
@@ -196,6 +203,15 @@ pub fn main(args: Args) -> Result<()> {
             println!(
                 "RAM budget {budget} bytes: workspace {} bytes, KV cache {} positions in RAM, {} spilled to a file",
                 report.working_bytes, kv.ram_positions, kv.spilled_positions
+            );
+        }
+        if let Some(p) = report.passes.filter(|p| p.drafts > 0) {
+            println!(
+                "{} weight passes for {} tokens: {} of {} drafted tokens accepted",
+                p.weight_passes,
+                report.steps.len(),
+                p.accepted_tokens,
+                p.drafted_tokens
             );
         }
         let per_token = report.bytes_read as f64 / report.steps.len() as f64;
@@ -292,6 +308,15 @@ fn utf8_prompt(raw: OsString) -> Result<String> {
         let offset = std::str::from_utf8(bytes).err().map_or(0, |e| e.valid_up_to());
         anyhow!("the prompt is not valid UTF-8 (byte {offset} of {})", bytes.len())
     })
+}
+
+/// `--speculate`: 0 to 32 draft tokens (a verifying pass holds one position more).
+fn draft_length(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(k) if k <= 32 => Ok(k),
+        Ok(k) => Err(format!("{k} is more than 32 draft tokens: give 0 to 32")),
+        Err(_) => Err(format!("{text:?} is not a whole number")),
+    }
 }
 
 /// `400K`, `2M`, `1G` or plain bytes (K = 1024; `400KB` and `400KiB` mean the same).
