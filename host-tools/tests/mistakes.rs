@@ -551,7 +551,8 @@ fn bench_numpy_checks_python_before_any_work() {
     assert!(
         stderr.contains(
             "bench --numpy needs python3 with numpy and safetensors (`pip install numpy \
-             safetensors`): ModuleNotFoundError: No module named 'numpy'"
+             safetensors`, or --python for another Python): ModuleNotFoundError: No module \
+             named 'numpy'"
         ),
         "{stderr}"
     );

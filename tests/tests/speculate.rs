@@ -205,9 +205,7 @@ fn run_prints_the_same_with_and_without_drafts() {
 /// or two.
 #[test]
 fn a_looping_greedy_run_costs_a_fraction_of_a_pass_per_token() {
-    let checkpoint =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(KJV_4X128_DIR);
-    let fixture = Fixture::read("speculate-learned", &checkpoint);
+    let fixture = Fixture::read("speculate-learned", std::path::Path::new(KJV_4X128_DIR));
     let pack = fixture.pack("int8", MatrixFormat::Int8 { block: 32 }, true);
     let prompt = Prompt::Text("And the king said unto".into());
     let plain = RunOptions { speculate: 0, ..RunOptions::with_prompt(prompt.clone(), 64) };
