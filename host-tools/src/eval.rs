@@ -146,8 +146,8 @@ impl Default for EvalOptions {
 pub struct PackQuality {
     /// The pack file.
     pub path: String,
-    /// Its weight format (`f32`, `f16`, `int8 (blocks of 32)`, …), followed by
-    /// ` + int8 activations` when quantized weights met int8 activations.
+    /// Its weight format (`f32`, `f16`, `int8 (blocks of 32)`, …), with the matrices stored in
+    /// another format after it (`, wte int8 (blocks of 32)`).
     pub format: String,
     /// The kernel path the pack was run with (`f32`, `int16` or `int8` activations).
     #[serde(default = "f32_activations")]

@@ -111,29 +111,33 @@ fn eval_prints_a_table_and_writes_json() {
 }
 
 #[test]
-fn eval_without_packs_packs_every_format_and_reads_both_activation_paths() {
+fn eval_without_packs_packs_every_format_and_reads_every_activation_path() {
     let dir = model();
     let gettysburg = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/gettysburg.txt");
     let json = dir.join("eval-default.json");
     let out = succeeds(&["eval", s(&dir.join("model")), "--text", gettysburg, "--json", s(&json)]);
     assert!(out.contains("gettysburg.txt: 331 tokens, reading the first 32"), "{out}");
     let report = EvalReport::read(&json).unwrap();
-    let formats: Vec<&str> = report.packs.iter().map(|q| q.format.as_str()).collect();
+    let runs: Vec<(&str, &str)> =
+        report.packs.iter().map(|q| (q.format.as_str(), q.activations.as_str())).collect();
+    let int4 = "int4 (blocks of 32), wte int8 (blocks of 32)";
     assert_eq!(
-        formats,
+        runs,
         [
-            "f32",
-            "f16",
-            "int8 (blocks of 32)",
-            "int8 (blocks of 32) + int8 activations",
-            "int4 (blocks of 32), wte int8 (blocks of 32)",
-            "int4 (blocks of 32), wte int8 (blocks of 32) + int8 activations",
+            ("f32", "f32"),
+            ("f16", "f32"),
+            ("int8 (blocks of 32)", "f32"),
+            ("int8 (blocks of 32)", "int16"),
+            ("int8 (blocks of 32)", "int8"),
+            (int4, "f32"),
+            (int4, "int16"),
+            (int4, "int8"),
         ]
     );
     assert_eq!(report.packs[0].path, "(made here) model-f32.pgpt");
     assert!(report.packs[0].mean_kl < 1e-8, "{:?}", report.packs[0]);
     // The int8 activation path is a different computation: it moves the logits.
-    assert!(report.packs[3].max_abs_logit_error != report.packs[2].max_abs_logit_error);
+    assert!(report.packs[4].max_abs_logit_error != report.packs[2].max_abs_logit_error);
 }
 
 #[test]
@@ -145,5 +149,5 @@ fn eval_defaults_to_the_learned_model_and_its_held_out_passage() {
         "{out}"
     );
     let rows = out.lines().filter(|l| l.starts_with("(made here) model-")).count();
-    assert_eq!(rows, 6, "{out}");
+    assert_eq!(rows, 8, "{out}");
 }

@@ -43,7 +43,7 @@ fn a_prompt_costs_one_pass_over_the_weights() {
     assert!(one <= 1.05 * weights, "{one} bytes for {weights} bytes of weights");
     assert!((1.9 * weights..=2.1 * weights).contains(&two), "{two}");
     // One position per pass reads the blocks eleven times (the LM head still once).
-    let slow = RunOptions { batch: 1, ..opts(1) };
+    let slow = RunOptions { batch: 1, speculate: 0, ..opts(1) };
     let eleven = run(pack(), &slow, |_| {}).unwrap().bytes_read as f64;
     let expected = 11.0 * (weights - wte) + wte;
     // (`weights` counts wpe and the alignment padding, which are not read in full.)
