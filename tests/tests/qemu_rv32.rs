@@ -130,7 +130,8 @@ fn the_emulated_rv32_prints_what_the_host_prints_bit_for_bit() {
     let Some(elf) = firmware() else { return };
     let (pack, card) = tiny();
     let (card, tokens) = (card.to_str().unwrap(), ids(&PROMPT));
-    for (name, activations) in [("f32", Activations::F32), ("int8", Activations::Int8)] {
+    for activations in Activations::ALL {
+        let name = activations.name();
         let opts = RunOptions { activations, ..RunOptions::new(PROMPT.to_vec(), 4) };
         let (expected, steps) = host_lines(pack, &opts);
         let args = [
