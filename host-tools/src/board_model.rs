@@ -48,11 +48,33 @@ pub struct PathCost {
 }
 
 impl PathCost {
+    /// `total` instructions with the token's row-job share.
+    fn with_token_share(&self, total: f64) -> InstructionCount {
+        let share = self.token.in_row_jobs as f64 / self.token.total.max(1) as f64;
+        InstructionCount { total: total as u64, in_row_jobs: (total * share) as u64 }
+    }
+
     /// The prompt pass's count, its row-job share taken as the token's.
     fn prompt_count(&self) -> InstructionCount {
-        let share = self.token.in_row_jobs as f64 / self.token.total.max(1) as f64;
-        InstructionCount { total: self.prompt, in_row_jobs: (self.prompt as f64 * share) as u64 }
+        self.with_token_share(self.prompt as f64)
     }
+
+    /// A pass computing `positions` positions, each with its logits (a speculation pass):
+    /// the token's count, and per further position the prompt pass's marginal one
+    /// (`(prompt - token) / 9`, the batch sharing the weights' decoding) plus the LM head's
+    /// share `lm_head` of a token (the prompt's first nine positions skip the LM head).
+    pub fn pass_count(&self, positions: f64, lm_head: f64) -> InstructionCount {
+        let token = self.token.total as f64;
+        let marginal = self.prompt.saturating_sub(self.token.total) as f64 / 9.0 + lm_head * token;
+        self.with_token_share(token + (positions - 1.0).max(0.0) * marginal)
+    }
+}
+
+/// The LM head's share of a token's multiply-adds (`wte` times the last position).
+pub fn lm_head_share(layout: &Layout) -> f64 {
+    let cfg = layout.config();
+    let head = u64::from(cfg.vocab_size) * u64::from(cfg.n_embd);
+    head as f64 / cfg.weight_macs_per_token().max(1) as f64
 }
 
 /// qemu-m33 (`mps2-an505`, Cortex-M33), 4 KiB reads, the pack `host-tools synth --out M
@@ -81,30 +103,28 @@ pub const M33: [PathCost; 3] = [
 ];
 
 /// qemu-rv32 (`sifive_u`, RV32IMAC, soft float, the pack on an emulated SD card over SPI,
-/// the SPI FIFO loops left out: DMA on the C6), the same pack on a FAT32 card image:
-/// `sh firmware/qemu-rv32/qemu-run.sh ELF --sd CARD --tokens 36235 -n 2 --kv int8
-/// --activations A --no-verify --icount`. One core, so no row-job split; the prompt pass is
-/// the token's count times the M33's prompt-to-token ratio on the same path (not measured:
-/// a 124M pass takes minutes under qemu-rv32).
+/// the SPI FIFO loops left out: DMA on the C6), the same pack copied to a 256 MiB FAT32 card
+/// image as `MODEL.PGP`. Tokens: `sh firmware/qemu-rv32/qemu-run.sh ELF --sd CARD --tokens
+/// 36235 -n 2 --kv int8 --activations A --no-verify --icount`; prompt: the same with the 10
+/// tokens of "Alan Turing theorized that computers would one day become" ("prompt pass: …
+/// (batch 10)", two positions spilled to `KV.BIN` on the card). One core: no row-job split.
 pub const RV32: [PathCost; 3] = [
-    rv32(Activations::F32, RV32_F32_TOKEN, &M33[0]),
-    rv32(Activations::Int16, 3_822_487_174, &M33[1]),
-    rv32(Activations::Int8, RV32_INT8_TOKEN, &M33[2]),
-];
-
-/// qemu-rv32's f32-path token (see [`RV32`]); soft float for what is not integer.
-const RV32_F32_TOKEN: u64 = 5_628_413_268;
-/// qemu-rv32's int8-path token (see [`RV32`]).
-const RV32_INT8_TOKEN: u64 = 3_822_163_319;
-
-/// A qemu-rv32 path: its token count, the prompt scaled by the M33's ratio on `m33`.
-const fn rv32(activations: Activations, token: u64, m33: &PathCost) -> PathCost {
     PathCost {
-        activations,
-        token: InstructionCount { total: token, in_row_jobs: 0 },
-        prompt: (token as u128 * m33.prompt as u128 / m33.token.total as u128) as u64,
-    }
-}
+        activations: Activations::F32,
+        token: InstructionCount { total: 5_628_413_268, in_row_jobs: 0 },
+        prompt: 30_612_373_941,
+    },
+    PathCost {
+        activations: Activations::Int16,
+        token: InstructionCount { total: 3_822_487_174, in_row_jobs: 0 },
+        prompt: 17_681_679_378,
+    },
+    PathCost {
+        activations: Activations::Int8,
+        token: InstructionCount { total: 3_822_163_319, in_row_jobs: 0 },
+        prompt: 17_679_743_898,
+    },
+];
 
 /// A card bus.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -323,20 +343,19 @@ pub fn transfer(
     }
 }
 
-/// Seconds of a pass that reads `transfer` and computes `positions` positions of `path` on
-/// `cores` cores: the longer of the two where the bus reads ahead (`overlapped`), the sum
-/// where reading and computing take turns.
+/// Seconds of a pass that reads `transfer` and runs `count` on `cores` cores: the longer of
+/// the two where the bus reads ahead (`overlapped`), the sum where reading and computing take
+/// turns.
 pub fn pass_seconds(
     transfer: &Transfer,
     board: &Board,
-    path: &PathCost,
-    positions: f64,
+    count: InstructionCount,
     cores: usize,
     overlapped: bool,
     a: &Assumptions,
 ) -> f64 {
-    let compute = compute_seconds(path.token, cores, board.cpu_hz / a.cycles_per_instruction);
-    let cpu = positions * compute + transfer.cpu_seconds;
+    let compute = compute_seconds(count, cores, board.cpu_hz / a.cycles_per_instruction);
+    let cpu = compute + transfer.cpu_seconds;
     if overlapped { transfer.io_seconds.max(cpu) } else { transfer.io_seconds + cpu }
 }
 
@@ -401,7 +420,7 @@ pub fn request_seconds(
     let cpu = prompt_cpu + read.cpu_seconds;
     let prompt_pass = if overlapped { read.io_seconds.max(cpu) } else { read.io_seconds + cpu };
     let spilling = transfer(layout, board, bus, commands, s.spilled, a);
-    let token = pass_seconds(&spilling, board, path, 1.0, cores, overlapped, a);
+    let token = pass_seconds(&spilling, board, path.token, cores, overlapped, a);
     (s, s.passes as f64 * prompt_pass + (GENERATED - 1) as f64 * token)
 }
 
@@ -464,6 +483,7 @@ pub fn report(layout: &Layout, board: &Board, commands: u64, a: &Assumptions) ->
     let cfg = layout.config();
     let macs = cfg.weight_macs_per_token() as f64;
     let hz = board.cpu_hz / a.cycles_per_instruction;
+    let lm_head = lm_head_share(layout);
     let _ = writeln!(
         out,
         "{}: CPU {:.0} MHz x {} core(s), arena {} bytes; {} layers x {}, {}, {} pack bytes per pass \
@@ -520,13 +540,14 @@ pub fn report(layout: &Layout, board: &Board, commands: u64, a: &Assumptions) ->
         for path in board.paths {
             for cores in 1..=board.cores {
                 let cpu = compute_seconds(path.token, cores, hz) + t.cpu_seconds;
-                let serial = pass_seconds(&t, board, path, 1.0, cores, false, a);
-                let overlapped = pass_seconds(&t, board, path, 1.0, cores, true, a);
+                let serial = pass_seconds(&t, board, path.token, cores, false, a);
+                let overlapped = pass_seconds(&t, board, path.token, cores, true, a);
                 let (s, request) =
                     request_seconds(layout, board, bus, path, cores, commands, bus.overlapped(), a);
                 let spec = |run: &Speculation| {
                     run.seconds_per_token(|positions| {
-                        pass_seconds(&t, board, path, positions, cores, bus.overlapped(), a)
+                        let count = path.pass_count(positions, lm_head);
+                        pass_seconds(&t, board, count, cores, bus.overlapped(), a)
                     })
                 };
                 let _ = writeln!(
@@ -564,15 +585,18 @@ pub fn report(layout: &Layout, board: &Board, commands: u64, a: &Assumptions) ->
          byte to deframe and check CRC16, reads overlap computation (16 KiB DMA windows); SDIO: \
          one read per 16 KiB window, PIO cycles from firmware/sdio/emulation/model.py, {} CPU \
          instructions per byte (CRC16 and copy, during the transfer), reads then computing (as \
-         the firmware does today); {} cycle(s) per emulated instruction; a pass of k positions \
-         (prompt batch, speculation) computes k times a token's instructions",
+         the firmware does today); {} cycle(s) per emulated instruction; the prompt pass's \
+         instructions measured at batch 10; a speculation pass of k positions costs a token plus \
+         k - 1 times the prompt's marginal position and the LM head ({:.0}% of a token's \
+         multiply-adds)",
         a.access_latency * 1e6,
         commands,
         a.command_bytes,
         a.gap_bytes,
         a.crc_instructions_per_byte,
         a.sdio_instructions_per_byte,
-        a.cycles_per_instruction
+        a.cycles_per_instruction,
+        100.0 * lm_head
     );
     out
 }
@@ -645,20 +669,38 @@ mod tests {
             cpu_seconds: 0.5,
         };
         // 300 M instructions, 240 M in row jobs, at 150 MHz: 2 s on one core, 1.2 s on two.
+        let count = InstructionCount { total: 300_000_000, in_row_jobs: 240_000_000 };
+        let a = Assumptions::default();
+        let pass = |count, cores, overlapped| {
+            pass_seconds(&transfer, &PICO2, count, cores, overlapped, &a)
+        };
+        assert!((pass(count, 1, false) - 7.5).abs() < 1e-9);
+        assert!((pass(count, 2, false) - 6.7).abs() < 1e-9);
+        assert!((pass(count, 1, true) - 5.0).abs() < 1e-9);
+        // Three times the work on two cores: 3 × 1.2 + 0.5 = 4.1 s, under the bus's 5 s; five
+        // times: 6.5 s, past it.
+        let times =
+            |k: u64| InstructionCount { total: k * 300_000_000, in_row_jobs: k * 240_000_000 };
+        assert!((pass(times(3), 2, true) - 5.0).abs() < 1e-9);
+        assert!((pass(times(5), 2, true) - 6.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_speculation_pass_adds_marginal_positions_with_their_logits() {
+        // A token of 100 M instructions (80 M in row jobs), a 10-position prompt pass of 280 M:
+        // 20 M per further position, plus the LM head's 30% of a token, 30 M, for its logits.
         let path = PathCost {
             activations: Activations::Int16,
-            token: InstructionCount { total: 300_000_000, in_row_jobs: 240_000_000 },
-            prompt: 0,
+            token: InstructionCount { total: 100_000_000, in_row_jobs: 80_000_000 },
+            prompt: 280_000_000,
         };
-        let a = Assumptions::default();
-        let pass = |positions, cores, overlapped| {
-            pass_seconds(&transfer, &PICO2, &path, positions, cores, overlapped, &a)
-        };
-        assert!((pass(1.0, 1, false) - 7.5).abs() < 1e-9);
-        assert!((pass(1.0, 2, false) - 6.7).abs() < 1e-9);
-        assert!((pass(1.0, 1, true) - 5.0).abs() < 1e-9);
-        // Five positions on two cores: 5 × 1.2 + 0.5 = 6.5 s, past the bus's 5 s.
-        assert!((pass(5.0, 2, true) - 6.5).abs() < 1e-9);
+        assert_eq!(path.pass_count(1.0, 0.3), path.token);
+        let three = path.pass_count(3.0, 0.3);
+        assert_eq!(three.total, 200_000_000);
+        assert_eq!(three.in_row_jobs, 160_000_000);
+        // GPT-2 124M: the LM head is 38.6 M of 123.5 M multiply-adds.
+        let share = lm_head_share(&gpt2());
+        assert!((share - 38_597_376.0 / 123_532_032.0).abs() < 1e-12, "{share}");
     }
 
     #[test]
@@ -672,14 +714,6 @@ mod tests {
         let plain =
             Speculation { what: "", tokens: 10, passes: 10, drafting_passes: 0, drafted: 0 };
         assert!((plain.seconds_per_token(|p| 1.0 + 0.5 * p) - 1.5).abs() < 1e-12);
-    }
-
-    #[test]
-    fn the_rv32_prompt_scales_by_the_m33_ratio() {
-        let m33 = &M33[1];
-        let rv = rv32(Activations::Int16, 1_000_000_000, m33);
-        let expected = 1e9 * m33.prompt as f64 / m33.token.total as f64;
-        assert!((rv.prompt as f64 - expected).abs() < 1.0, "{}", rv.prompt);
     }
 
     #[test]
