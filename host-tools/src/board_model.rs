@@ -1,17 +1,26 @@
 //! A timing model of the SD boards (`host-tools bench --board pico2|esp32c6`): what one token
-//! costs on the card's SPI bus and on the CPU, and how long the default request takes, from a
-//! pack's layout, the boards' RAM, and instruction counts measured under emulation.
+//! costs on the card's bus and on the CPU, per bus, activation path and core count, what the
+//! default request takes, and what speculation (several tokens per weight pass) gives — from
+//! a pack's layout, the boards' RAM, instruction counts measured under emulation and the
+//! PIO SDIO programs' emulated cycle counts. An estimate: no board has run it.
 //!
-//! The read path it models (`firmware/common`): one CMD18 left open while a pass streams
-//! through the file, 16 KiB windows clocked in by DMA while the CPU computes on the previous
-//! one, so a pass takes the longer of its bus time and its CPU time; CMD12 and a new CMD18 for
-//! each jump (the token's `wte` and `wpe` rows, the token texts printed after the pass, the
-//! KV records spilled to `KV.BIN`).
+//! The read paths it models (`firmware/common`, `firmware/pico2`):
+//! - SPI: one CMD18 left open while a pass streams through the file, 16 KiB windows clocked
+//!   in by DMA while the CPU computes on the previous one (read-ahead), so a pass takes the
+//!   longer of its bus time and its CPU time; CMD12 and a new CMD18 for each jump (the
+//!   token's `wte` and `wpe` rows, the token texts printed after the pass, the KV records
+//!   spilled to `KV.BIN`); the CPU deframes the blocks and checks their CRC16.
+//! - PIO SDIO (Pico 2, feature `sdio`): one CMD18 … CMD12 per 16 KiB window, the blocks moved
+//!   by DMA into two bounce buffers while the CPU checks the other's CRCs; the firmware does
+//!   not compute while a window is read, so a pass takes its bus time plus its CPU time (the
+//!   overlapped figure is what read-ahead would give).
 
 use picogpt_core::format::{TensorId, TensorKind};
 use picogpt_core::kv::bytes_per_position;
 use picogpt_core::layout::Layout;
 use picogpt_core::{Activations, KvFormat, Workspace, WorkspaceSpec};
+
+use crate::bench::{InstructionCount, compute_seconds};
 
 /// Bytes per SD block.
 const BLOCK: u64 = 512;
@@ -19,56 +28,194 @@ const BLOCK: u64 = 512;
 const WINDOW: u64 = 16 * 1024;
 /// Bytes per core read (`CHUNK_BYTES` of the boards).
 const CHUNK: usize = 4096;
+/// Prompt tokens of the default request.
+pub const PROMPT: usize = 10;
+/// Tokens the default request generates (`-n 8`).
+pub const GENERATED: usize = 8;
+
+/// What one activation path costs on a board's CPU: guest instructions measured under
+/// emulation (QEMU `-icount shift=0`), GPT-2 124M shape, synthetic weights, int8 pack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PathCost {
+    /// The path.
+    pub activations: Activations,
+    /// One generated token's pass (the second token of a one-token prompt), and how much of
+    /// it runs in the matrices' row jobs (what a second core would share).
+    pub token: InstructionCount,
+    /// The default request's prompt pass: its 10 positions at batch 10 (the LM head for the
+    /// last one only).
+    pub prompt: u64,
+}
+
+impl PathCost {
+    /// `total` instructions with the token's row-job share.
+    fn with_token_share(&self, total: f64) -> InstructionCount {
+        let share = self.token.in_row_jobs as f64 / self.token.total.max(1) as f64;
+        InstructionCount { total: total as u64, in_row_jobs: (total * share) as u64 }
+    }
+
+    /// The prompt pass's count, its row-job share taken as the token's.
+    fn prompt_count(&self) -> InstructionCount {
+        self.with_token_share(self.prompt as f64)
+    }
+
+    /// A pass computing `positions` positions, each with its logits (a speculation pass):
+    /// the token's count, and per further position the prompt pass's marginal one
+    /// (`(prompt - token) / 9`, the batch sharing the weights' decoding) plus the LM head's
+    /// share `lm_head` of a token (the prompt's first nine positions skip the LM head).
+    pub fn pass_count(&self, positions: f64, lm_head: f64) -> InstructionCount {
+        let token = self.token.total as f64;
+        let marginal = self.prompt.saturating_sub(self.token.total) as f64 / 9.0 + lm_head * token;
+        self.with_token_share(token + (positions - 1.0).max(0.0) * marginal)
+    }
+}
+
+/// The LM head's share of a token's multiply-adds (`wte` times the last position).
+pub fn lm_head_share(layout: &Layout) -> f64 {
+    let cfg = layout.config();
+    let head = u64::from(cfg.vocab_size) * u64::from(cfg.n_embd);
+    head as f64 / cfg.weight_macs_per_token().max(1) as f64
+}
+
+/// qemu-m33 (`mps2-an505`, Cortex-M33), 4 KiB reads, the pack `host-tools synth --out M
+/// --seed 1 && host-tools pack M -o P --quant int8` makes. Tokens:
+/// `sh firmware/qemu-m33/qemu-run.sh ELF P --tokens 36235 -n 2 --kv int8 --activations A
+/// --no-verify --icount` ("instructions per token"); row jobs: `python3
+/// scripts/m33-profile.py P --activations A` ("in row jobs"); prompt: the same runner with
+/// the 10 tokens of "Alan Turing theorized that computers would one day become", `-n 8
+/// --kv-file kv.bin` ("prompt pass: … (batch 10)").
+pub const M33: [PathCost; 3] = [
+    PathCost {
+        activations: Activations::F32,
+        token: InstructionCount { total: 330_975_150, in_row_jobs: 303_307_382 },
+        prompt: 2_214_446_600,
+    },
+    PathCost {
+        activations: Activations::Int16,
+        token: InstructionCount { total: 237_273_500, in_row_jobs: 209_605_756 },
+        prompt: 1_538_072_650,
+    },
+    PathCost {
+        activations: Activations::Int8,
+        token: InstructionCount { total: 237_271_900, in_row_jobs: 209_603_307 },
+        prompt: 1_538_048_800,
+    },
+];
+
+/// qemu-rv32 (`sifive_u`, RV32IMAC, soft float, the pack on an emulated SD card over SPI,
+/// the SPI FIFO loops left out: DMA on the C6), the same pack copied to a 256 MiB FAT32 card
+/// image as `MODEL.PGP`. Tokens: `sh firmware/qemu-rv32/qemu-run.sh ELF --sd CARD --tokens
+/// 36235 -n 2 --kv int8 --activations A --no-verify --icount`; prompt: the same with the 10
+/// tokens of "Alan Turing theorized that computers would one day become" ("prompt pass: …
+/// (batch 10)", two positions spilled to `KV.BIN` on the card). One core: no row-job split.
+pub const RV32: [PathCost; 3] = [
+    PathCost {
+        activations: Activations::F32,
+        token: InstructionCount { total: 5_628_413_268, in_row_jobs: 0 },
+        prompt: 30_612_373_941,
+    },
+    PathCost {
+        activations: Activations::Int16,
+        token: InstructionCount { total: 3_822_487_174, in_row_jobs: 0 },
+        prompt: 17_681_679_378,
+    },
+    PathCost {
+        activations: Activations::Int8,
+        token: InstructionCount { total: 3_822_163_319, in_row_jobs: 0 },
+        prompt: 17_679_743_898,
+    },
+];
+
+/// A card bus.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Bus {
+    /// SD in SPI mode at `hz`: reads overlap computing (DMA read-ahead).
+    Spi {
+        /// Clock while reading, Hz.
+        hz: f64,
+    },
+    /// The Pico 2's PIO SDIO, 4 bits a clock: reads and computing take turns. Cycles from
+    /// the PIO programs emulated cycle by cycle against a pin-level card
+    /// (`cd firmware/sdio/emulation && python model.py`).
+    Sdio {
+        /// SD clock, MHz.
+        mhz: u32,
+        /// System-clock cycles per further 512-byte block of a multi-block read.
+        cycles_per_block: f64,
+        /// System-clock cycles of a read besides its blocks (CMD18, response, CMD12, busy).
+        cycles_per_read: f64,
+    },
+}
+
+impl Bus {
+    /// Default-speed SDIO: 6,302 cycles a block (12.19 MB/s streaming), 1,362 a read.
+    pub const SDIO_25: Self =
+        Self::Sdio { mhz: 25, cycles_per_block: 6302.0, cycles_per_read: 1362.0 };
+    /// High-speed SDIO: 3,151 cycles a block (24.37 MB/s streaming), 681 a read.
+    pub const SDIO_50: Self =
+        Self::Sdio { mhz: 50, cycles_per_block: 3151.0, cycles_per_read: 681.0 };
+
+    /// Its name in the table.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Spi { hz } => format!("SPI {:.0} MHz", hz / 1e6),
+            Self::Sdio { mhz, .. } => format!("SDIO {mhz} MHz"),
+        }
+    }
+
+    /// Whether the firmware computes while this bus reads.
+    pub fn overlapped(&self) -> bool {
+        matches!(self, Self::Spi { .. })
+    }
+}
 
 /// The board being modelled.
 #[derive(Clone, Copy, Debug)]
 pub struct Board {
     /// Its name on the command line.
     pub name: &'static str,
-    /// SPI clock while reading, Hz.
-    pub spi_hz: f64,
-    /// CPU clock, Hz.
+    /// CPU (and PIO system) clock, Hz.
     pub cpu_hz: f64,
+    /// Cores that can share the row jobs.
+    pub cores: usize,
     /// Bytes of RAM each request splits between workspace and KV cache (the firmware's
     /// arena, from its link map).
     pub arena: usize,
     /// The activation path its console uses by default.
     pub activations: Activations,
-    /// Instructions per GPT-2 124M token, int8 path, measured under emulation.
-    pub int8_instructions: u64,
-    /// The same, f32 path.
-    pub f32_instructions: u64,
+    /// Instructions per path.
+    pub paths: &'static [PathCost; 3],
     /// Where the counts come from.
     pub emulator: &'static str,
+    /// The buses it can read its card over.
+    pub buses: &'static [Bus],
 }
 
-/// The Pico 2: SPI0 at 25 MHz, one Cortex-M33 computing at 150 MHz, a 445,500-byte arena
-/// (`firmware/pico2`'s link map). Instructions: qemu-m33, GPT-2 124M shape, `--icount`.
+/// The Pico 2: two Cortex-M33 at 150 MHz, a 445,500-byte arena (`firmware/pico2`'s link
+/// map), SPI0 at 25 MHz or PIO SDIO at 25 or 50 MHz.
 pub const PICO2: Board = Board {
     name: "pico2",
-    spi_hz: 25e6,
     cpu_hz: 150e6,
+    cores: 2,
     arena: 445_500,
     activations: Activations::F32,
-    int8_instructions: 353_522_650,
-    f32_instructions: 1_145_360_650,
-    emulator: "qemu-m33 (Cortex-M33)",
+    paths: &M33,
+    emulator: "qemu-m33",
+    buses: &[Bus::Spi { hz: 25e6 }, Bus::SDIO_25, Bus::SDIO_50],
 };
 
-/// The ESP32-C6: SPI2 at 20 MHz (80 MHz APB / 4), one RISC-V core at 160 MHz without an FPU,
-/// a 368,640-byte arena (`firmware/esp32c6`'s static). Instructions: qemu-rv32 (RV32IMAC,
-/// soft float), GPT-2 124M shape, `--icount`, the SPI loops left out (DMA on the C6), int8
-/// path; the f32 path is an estimate, the M33's count times the ratio of qemu-rv32's to
-/// qemu-m33's f32 counts on the tiny test model (910,943,644 / 56,555,700 = 16.1).
+/// The ESP32-C6: one RISC-V core at 160 MHz without an FPU, a 368,640-byte arena
+/// (`firmware/esp32c6`'s static), SPI2 at 20 MHz (80 MHz APB / 4; the next divider would
+/// pass SD's 25 MHz limit in SPI mode).
 pub const ESP32C6: Board = Board {
     name: "esp32c6",
-    spi_hz: 20e6,
     cpu_hz: 160e6,
+    cores: 1,
     arena: 368_640,
     activations: Activations::Int8,
-    int8_instructions: 3_699_305_332,
-    f32_instructions: 18_448_000_000,
-    emulator: "qemu-rv32; f32 estimated",
+    paths: &RV32,
+    emulator: "qemu-rv32",
+    buses: &[Bus::Spi { hz: 20e6 }],
 };
 
 /// The model's assumptions about the card and the CPU.
@@ -76,12 +223,15 @@ pub const ESP32C6: Board = Board {
 pub struct Assumptions {
     /// Seconds from a read command to its first block (the card's access latency).
     pub access_latency: f64,
-    /// Bytes clocked per command besides data: the command, NCR, R1, CMD12's and busy.
+    /// Bytes clocked per SPI command besides data: the command, NCR, R1, CMD12's and busy.
     pub command_bytes: u64,
-    /// Idle bytes the card sends before each block of a multi-block read.
+    /// Idle bytes the card sends before each block of an SPI multi-block read.
     pub gap_bytes: u64,
-    /// CPU instructions per byte to take blocks off the wire and check their CRC16.
+    /// CPU instructions per byte to take SPI blocks off the wire and check their CRC16.
     pub crc_instructions_per_byte: f64,
+    /// CPU instructions per byte to check an SDIO block's four CRC16s (7 a word) and copy it
+    /// out of its bounce buffer, while DMA fills the other.
+    pub sdio_instructions_per_byte: f64,
     /// CPU cycles per emulated instruction.
     pub cycles_per_instruction: f64,
 }
@@ -93,36 +243,28 @@ impl Default for Assumptions {
             command_bytes: 24,
             gap_bytes: 2,
             crc_instructions_per_byte: 4.5,
+            sdio_instructions_per_byte: 2.0,
             cycles_per_instruction: 1.0,
         }
     }
 }
 
-/// What one generated token costs.
-#[derive(Clone, Copy, Debug)]
-pub struct Token {
+/// The bus side of one pass over the weights.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Transfer {
     /// Bytes core reads from the pack.
     pub pack_bytes: u64,
-    /// Bytes clocked on the SPI bus (data, tokens, CRCs, gaps, commands).
-    pub bus_bytes: u64,
-    /// SD commands.
+    /// 512-byte blocks read (and KV blocks written).
+    pub blocks: u64,
+    /// Read commands (SPI: CMD18 and CMD12 each count; SDIO: one per read).
     pub commands: u64,
-    /// Seconds the bus is busy.
+    /// Seconds the bus is busy, card latency included.
     pub io_seconds: f64,
-    /// Seconds the CPU is busy (forward pass, deframing and CRC).
+    /// The card latency's part of them.
+    pub latency_seconds: f64,
+    /// CPU seconds the bus costs on top of the forward pass, on one core (SPI's deframing
+    /// and CRC16; SDIO's checks run inside the bus time).
     pub cpu_seconds: f64,
-}
-
-impl Token {
-    /// Seconds per token with the transfers overlapping the computation (the firmware).
-    pub fn overlapped(&self) -> f64 {
-        self.io_seconds.max(self.cpu_seconds)
-    }
-
-    /// Seconds per token if reading and computing took turns.
-    pub fn serial(&self) -> f64 {
-        self.io_seconds + self.cpu_seconds
-    }
 }
 
 /// Bytes one pass reads: every block's tensors and `ln_f` in file order, `wte` whole for the
@@ -139,24 +281,18 @@ pub fn pass_bytes(layout: &Layout) -> u64 {
     bytes + row(TensorKind::Wte) + row(TensorKind::Wpe)
 }
 
-/// Bus time of `blocks` data blocks and `commands` commands.
-fn io_seconds(blocks: u64, commands: u64, board: &Board, a: &Assumptions) -> (u64, f64) {
-    let bus = blocks * (BLOCK + 3 + a.gap_bytes) + commands * a.command_bytes;
-    let seconds = bus as f64 * 8.0 / board.spi_hz + commands as f64 * a.access_latency;
-    (bus, seconds)
-}
-
-/// One token's cost: `commands` SD commands per token (measured on the emulated card: its
-/// pass's three reads and their stops, and the token texts of the lines it prints) plus
-/// `spill` KV positions read back from `KV.BIN` in every layer and one written.
-pub fn token(
+/// One pass's transfer on `bus`: `commands` SPI commands per pass for its jumps (measured on
+/// qemu-rv32's emulated card: its pass's reads and their stops, and the token texts of the
+/// lines it prints) plus `spill` KV positions read back from `KV.BIN` in every layer and one
+/// written.
+pub fn transfer(
     layout: &Layout,
     board: &Board,
-    activations: Activations,
+    bus: &Bus,
     commands: u64,
     spill: usize,
     a: &Assumptions,
-) -> Token {
+) -> Transfer {
     let pack_bytes = pass_bytes(layout);
     let cfg = layout.config();
     let record = bytes_per_position(cfg, KvFormat::Int8) as u64 / u64::from(cfg.n_layer);
@@ -172,15 +308,55 @@ pub fn token(
     // write; each read is a CMD18 and a CMD12.
     let kv_commands =
         if spill == 0 { 0 } else { layers * ((spill as u64 * record).div_ceil(4096) * 2 + 3) };
-    let (bus_bytes, io_seconds) =
-        io_seconds(pass_blocks + kv_blocks, commands + kv_commands, board, a);
-    let instructions = match activations {
-        Activations::Int8 | Activations::Int16 => board.int8_instructions,
-        Activations::F32 => board.f32_instructions,
-    } as f64;
-    let crc = bus_bytes as f64 * a.crc_instructions_per_byte;
-    let cpu_seconds = (instructions + crc) * a.cycles_per_instruction / board.cpu_hz;
-    Token { pack_bytes, bus_bytes, commands: commands + kv_commands, io_seconds, cpu_seconds }
+    let blocks = pass_blocks + kv_blocks;
+    match *bus {
+        Bus::Spi { hz } => {
+            let commands = commands + kv_commands;
+            let bus_bytes = blocks * (BLOCK + 3 + a.gap_bytes) + commands * a.command_bytes;
+            let latency_seconds = commands as f64 * a.access_latency;
+            let instructions = bus_bytes as f64 * a.crc_instructions_per_byte;
+            Transfer {
+                pack_bytes,
+                blocks,
+                commands,
+                io_seconds: bus_bytes as f64 * 8.0 / hz + latency_seconds,
+                latency_seconds,
+                cpu_seconds: instructions * a.cycles_per_instruction / board.cpu_hz,
+            }
+        }
+        Bus::Sdio { cycles_per_block, cycles_per_read, .. } => {
+            // A read per window, and one per jump (half the SPI commands: no CMD12 counted).
+            let reads = pass_blocks.div_ceil(WINDOW / BLOCK) + (commands + kv_commands) / 2;
+            let cycles = blocks as f64 * cycles_per_block + reads as f64 * cycles_per_read;
+            let latency_seconds = reads as f64 * a.access_latency;
+            let checks = (blocks * BLOCK) as f64 * a.sdio_instructions_per_byte;
+            let bus_seconds = (cycles / board.cpu_hz).max(checks / board.cpu_hz);
+            Transfer {
+                pack_bytes,
+                blocks,
+                commands: reads,
+                io_seconds: bus_seconds + latency_seconds,
+                latency_seconds,
+                cpu_seconds: 0.0,
+            }
+        }
+    }
+}
+
+/// Seconds of a pass that reads `transfer` and runs `count` on `cores` cores: the longer of
+/// the two where the bus reads ahead (`overlapped`), the sum where reading and computing take
+/// turns.
+pub fn pass_seconds(
+    transfer: &Transfer,
+    board: &Board,
+    count: InstructionCount,
+    cores: usize,
+    overlapped: bool,
+    a: &Assumptions,
+) -> f64 {
+    let compute = compute_seconds(count, cores, board.cpu_hz / a.cycles_per_instruction);
+    let cpu = compute + transfer.cpu_seconds;
+    if overlapped { transfer.io_seconds.max(cpu) } else { transfer.io_seconds + cpu }
 }
 
 /// How the firmware splits the board's RAM for a request (`firmware/common`'s
@@ -223,75 +399,204 @@ pub fn split(
     Split { batch, passes: prompt.div_ceil(batch), kv_in_ram, spilled: needed - kv_in_ram }
 }
 
-/// Seconds of the request: the prompt's passes (each computing `batch` positions, so
-/// `batch` times the CPU work of a token, overlapped with one pass of reading), then `n - 1`
-/// tokens.
-pub fn request_seconds(prompt_pass: &Token, split: &Split, token: &Token, n: usize) -> f64 {
-    let pass = prompt_pass.io_seconds.max(prompt_pass.cpu_seconds * split.batch as f64);
-    split.passes as f64 * pass + (n - 1) as f64 * token.overlapped()
+/// Seconds of the default request (10-token prompt, `-n 8`): the prompt's passes, each
+/// reading the weights once and computing its share of the measured prompt pass, then the
+/// seven further tokens, each reading the KV positions `split` spills.
+#[allow(clippy::too_many_arguments)]
+pub fn request_seconds(
+    layout: &Layout,
+    board: &Board,
+    bus: &Bus,
+    path: &PathCost,
+    cores: usize,
+    commands: u64,
+    overlapped: bool,
+    a: &Assumptions,
+) -> (Split, f64) {
+    let s = split(layout, board, path.activations, PROMPT, GENERATED);
+    let hz = board.cpu_hz / a.cycles_per_instruction;
+    let prompt_cpu = compute_seconds(path.prompt_count(), cores, hz) / s.passes as f64;
+    let read = transfer(layout, board, bus, commands, 0, a);
+    let cpu = prompt_cpu + read.cpu_seconds;
+    let prompt_pass = if overlapped { read.io_seconds.max(cpu) } else { read.io_seconds + cpu };
+    let spilling = transfer(layout, board, bus, commands, s.spilled, a);
+    let token = pass_seconds(&spilling, board, path.token, cores, overlapped, a);
+    (s, s.passes as f64 * prompt_pass + (GENERATED - 1) as f64 * token)
 }
 
-/// The table `bench --board` prints for `layout` on `board`, with `commands` SD commands per
-/// token, and the assumptions it rests on.
+/// Weight passes of one `host-tools run --speculate 4` (prompt lookup: drafts verified in
+/// the pass that computes the next token).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Speculation {
+    /// The run, for the table.
+    pub what: &'static str,
+    /// Tokens generated (`-n`).
+    pub tokens: u64,
+    /// Weight passes, the prompt's included (`weight_passes` of `--json`).
+    pub passes: u64,
+    /// Passes that verified drafts (`drafts`).
+    pub drafting_passes: u64,
+    /// Draft tokens verified (`drafted_tokens`), accepted or not: each is a position computed.
+    pub drafted: u64,
+}
+
+impl Speculation {
+    /// Seconds per generated token after the prompt's pass, from the seconds of a pass
+    /// computing `positions` positions: the plain passes at one position, the drafting passes
+    /// at one plus their mean drafts.
+    pub fn seconds_per_token(&self, pass: impl Fn(f64) -> f64) -> f64 {
+        let drafting = self.drafting_passes.min(self.passes.saturating_sub(1));
+        let plain = self.passes.saturating_sub(1) - drafting;
+        let mean = if drafting == 0 { 0.0 } else { self.drafted as f64 / drafting as f64 };
+        let seconds = plain as f64 * pass(1.0) + drafting as f64 * pass(1.0 + mean);
+        seconds / self.tokens.saturating_sub(1).max(1) as f64
+    }
+}
+
+/// `host-tools run weights-pack "Alan Turing theorized that computers would one day become"
+/// -n 64 --speculate 4 --json OUT` on two packs. The learned model repeats itself
+/// (" in the earth. And the earth, and the earth, …"), so the prompt's lookup finds drafts;
+/// the synthetic 124M's text does not repeat, so most drafts fail (each still costs a
+/// position's compute).
+pub const SPECULATION: [Speculation; 2] = [
+    Speculation {
+        what: "looping text (kjv-4x128 int8, learned)",
+        tokens: 64,
+        passes: 20,
+        drafting_passes: 12,
+        drafted: 47,
+    },
+    Speculation {
+        what: "non-looping text (124M shape int8, synthetic)",
+        tokens: 64,
+        passes: 57,
+        drafting_passes: 12,
+        drafted: 46,
+    },
+];
+
+/// The tables `bench --board` prints for `layout` on `board`, with `commands` SPI commands
+/// per pass, and the assumptions they rest on.
 pub fn report(layout: &Layout, board: &Board, commands: u64, a: &Assumptions) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     let cfg = layout.config();
+    let macs = cfg.weight_macs_per_token() as f64;
+    let hz = board.cpu_hz / a.cycles_per_instruction;
+    let lm_head = lm_head_share(layout);
     let _ = writeln!(
         out,
-        "{}: SPI {:.0} MHz, CPU {:.0} MHz, arena {} bytes; {} layers x {}, {}",
+        "{}: CPU {:.0} MHz x {} core(s), arena {} bytes; {} layers x {}, {}, {} pack bytes per pass \
+         (estimates: emulator instruction counts and bus models, not hardware)",
         board.name,
-        board.spi_hz / 1e6,
         board.cpu_hz / 1e6,
+        board.cores,
         board.arena,
         cfg.n_layer,
         cfg.n_embd,
-        layout.quant().matrices
+        layout.quant().matrices,
+        pass_bytes(layout)
     );
     let _ = writeln!(
         out,
-        "\n| activations | pack bytes/token | bus bytes/token | SD commands/token | instructions/token ({}) | bus s/token | CPU s/token | s/token, overlapped | s/token, serial | default request (10-token prompt, -n 8) |",
-        board.emulator
+        "\n| activations | instructions/token ({}) | per multiply-add | in row jobs | prompt pass (10 positions) | compute s/token, 1 core |{}",
+        board.emulator,
+        if board.cores > 1 { " compute s/token, 2 cores |" } else { "" }
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|");
-    for activations in [Activations::Int8, Activations::F32] {
-        let s = split(layout, board, activations, 10, 8);
-        let t = token(layout, board, activations, commands, s.spilled, a);
-        let prompt = token(layout, board, activations, commands, 0, a);
-        let request = request_seconds(&prompt, &s, &t, 8);
-        let instructions = match activations {
-            Activations::Int8 | Activations::Int16 => board.int8_instructions,
-            Activations::F32 => board.f32_instructions,
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|{}",
+        if board.cores > 1 { "---:|" } else { "" }
+    );
+    for path in board.paths {
+        let default = if path.activations == board.activations { " (console default)" } else { "" };
+        let jobs = if path.token.in_row_jobs == 0 {
+            "-".to_owned()
+        } else {
+            format!("{:.1}%", 100.0 * path.token.in_row_jobs as f64 / path.token.total as f64)
         };
-        let default = if activations == board.activations { ", the console's default" } else { "" };
+        let mut line = format!(
+            "| {}{default} | {} | {:.2} | {jobs} | {} | {:.2} |",
+            path.activations.name(),
+            path.token.total,
+            path.token.total as f64 / macs,
+            path.prompt,
+            compute_seconds(path.token, 1, hz)
+        );
+        if board.cores > 1 {
+            let _ = write!(line, " {:.2} |", compute_seconds(path.token, board.cores, hz));
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    let [looping, plain] = &SPECULATION;
+    let _ = writeln!(
+        out,
+        "\n| bus | activations | cores | I/O s/token (card latency) | CPU s/token | s/token, read then compute | s/token, overlapped | default request (10-token prompt, -n 8) | speculate 4, looping text: s/token | speculate 4, non-looping: s/token |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|---|---:|---:|");
+    for bus in board.buses {
+        let mode = if bus.overlapped() { "overlapped" } else { "read then compute" };
+        let t = transfer(layout, board, bus, commands, 0, a);
+        for path in board.paths {
+            for cores in 1..=board.cores {
+                let cpu = compute_seconds(path.token, cores, hz) + t.cpu_seconds;
+                let serial = pass_seconds(&t, board, path.token, cores, false, a);
+                let overlapped = pass_seconds(&t, board, path.token, cores, true, a);
+                let (s, request) =
+                    request_seconds(layout, board, bus, path, cores, commands, bus.overlapped(), a);
+                let spec = |run: &Speculation| {
+                    run.seconds_per_token(|positions| {
+                        let count = path.pass_count(positions, lm_head);
+                        pass_seconds(&t, board, count, cores, bus.overlapped(), a)
+                    })
+                };
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {cores} | {:.1} ({:.2}) | {:.2} | {:.1} | {:.1} | {:.1} min ({mode}; batch {}, {} pass(es), {} + {} KV positions in RAM + KV.BIN) | {:.1} | {:.1} |",
+                    bus.name(),
+                    path.activations.name(),
+                    t.io_seconds,
+                    t.latency_seconds,
+                    cpu,
+                    serial,
+                    overlapped,
+                    request / 60.0,
+                    s.batch,
+                    s.passes,
+                    s.kv_in_ram,
+                    s.spilled,
+                    spec(looping),
+                    spec(plain),
+                );
+            }
+        }
+    }
+    for run in &SPECULATION {
         let _ = writeln!(
             out,
-            "| {activations:?}{default} | {} | {} | {} | {instructions} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} min: batch {}, {} pass(es), {} KV positions in RAM + {} in KV.BIN |",
-            t.pack_bytes,
-            t.bus_bytes,
-            t.commands,
-            t.io_seconds,
-            t.cpu_seconds,
-            t.overlapped(),
-            t.serial(),
-            request / 60.0,
-            s.batch,
-            s.passes,
-            s.kv_in_ram,
-            s.spilled
+            "\nspeculate 4, {}: {} weight passes for {} tokens, {} drafts verified in {} passes",
+            run.what, run.passes, run.tokens, run.drafted, run.drafting_passes
         );
     }
     let _ = writeln!(
         out,
-        "\nassumptions: card access latency {:.0} us per read command, {} bytes clocked per command, \
-         {} idle bytes before each block, {} CPU instructions per byte to deframe and check CRC16, \
-         {} cycle(s) per emulated instruction; reads overlap computation (16 KiB DMA windows); \
-         a prompt pass computes its batch at once while reading the weights once",
+        "\nassumptions: card access latency {:.0} us per read command; SPI: {} commands per pass, \
+         {} bytes clocked per command, {} idle bytes before each block, {} CPU instructions per \
+         byte to deframe and check CRC16, reads overlap computation (16 KiB DMA windows); SDIO: \
+         one read per 16 KiB window, PIO cycles from firmware/sdio/emulation/model.py, {} CPU \
+         instructions per byte (CRC16 and copy, during the transfer), reads then computing (as \
+         the firmware does today); {} cycle(s) per emulated instruction; the prompt pass's \
+         instructions measured at batch 10; a speculation pass of k positions costs a token plus \
+         k - 1 times the prompt's marginal position and the LM head ({:.0}% of a token's \
+         multiply-adds)",
         a.access_latency * 1e6,
+        commands,
         a.command_bytes,
         a.gap_bytes,
         a.crc_instructions_per_byte,
-        a.cycles_per_instruction
+        a.sdio_instructions_per_byte,
+        a.cycles_per_instruction,
+        100.0 * lm_head
     );
     out
 }
@@ -312,6 +617,10 @@ mod tests {
         .unwrap()
     }
 
+    fn exact() -> Assumptions {
+        Assumptions { access_latency: 0.0, command_bytes: 0, gap_bytes: 0, ..Default::default() }
+    }
+
     #[test]
     fn a_pass_reads_the_weights_once_and_two_rows() {
         let layout = gpt2();
@@ -321,21 +630,106 @@ mod tests {
     }
 
     #[test]
-    fn the_bus_time_is_the_wire_floor_plus_framing_and_commands() {
+    fn the_spi_bus_time_is_the_wire_floor_plus_framing_and_commands() {
         let layout = gpt2();
-        let a = Assumptions {
-            access_latency: 0.0,
-            command_bytes: 0,
-            gap_bytes: 0,
-            ..Default::default()
-        };
-        let t = token(&layout, &PICO2, Activations::Int8, 0, 0, &a);
+        let spi = Bus::Spi { hz: 25e6 };
+        let t = transfer(&layout, &PICO2, &spi, 0, 0, &exact());
         // Every block carries 3 bytes more (token, CRC16), and the pass reads one window past its end.
         let blocks = (t.pack_bytes + WINDOW).div_ceil(BLOCK) + 4;
-        assert_eq!(t.bus_bytes, blocks * 515);
-        assert!((t.io_seconds - t.bus_bytes as f64 * 8.0 / 25e6).abs() < 1e-9);
-        let slow = token(&layout, &PICO2, Activations::Int8, 100, 0, &Assumptions::default());
+        assert_eq!(t.blocks, blocks);
+        assert!((t.io_seconds - (blocks * 515) as f64 * 8.0 / 25e6).abs() < 1e-9);
+        assert!((t.cpu_seconds - (blocks * 515) as f64 * 4.5 / 150e6).abs() < 1e-9);
+        let slow = transfer(&layout, &PICO2, &spi, 100, 0, &Assumptions::default());
         assert!(slow.io_seconds > t.io_seconds + 100.0 * 300e-6);
+    }
+
+    #[test]
+    fn the_sdio_bus_time_is_its_cycles_and_a_latency_per_window() {
+        let layout = gpt2();
+        let a = Assumptions { access_latency: 250e-6, ..Default::default() };
+        let t = transfer(&layout, &PICO2, &Bus::SDIO_50, 22, 0, &a);
+        // By hand: 32 blocks a window, 11 reads for the jumps.
+        let reads = t.blocks.div_ceil(32) + 11;
+        let seconds = (t.blocks as f64 * 3151.0 + reads as f64 * 681.0) / 150e6;
+        assert_eq!(t.commands, reads);
+        assert!((t.io_seconds - seconds - reads as f64 * 250e-6).abs() < 1e-9, "{t:?}");
+        // 132.6 MB at 24.37 MB/s is about 5.4 s before the card's latency.
+        assert!((5.3..5.6).contains(&(t.io_seconds - t.latency_seconds)), "{t:?}");
+        assert_eq!(t.cpu_seconds, 0.0);
+    }
+
+    #[test]
+    fn a_pass_overlaps_or_adds_its_reading_and_computing() {
+        let transfer = Transfer {
+            pack_bytes: 0,
+            blocks: 0,
+            commands: 0,
+            io_seconds: 5.0,
+            latency_seconds: 0.0,
+            cpu_seconds: 0.5,
+        };
+        // 300 M instructions, 240 M in row jobs, at 150 MHz: 2 s on one core, 1.2 s on two.
+        let count = InstructionCount { total: 300_000_000, in_row_jobs: 240_000_000 };
+        let a = Assumptions::default();
+        let pass = |count, cores, overlapped| {
+            pass_seconds(&transfer, &PICO2, count, cores, overlapped, &a)
+        };
+        assert!((pass(count, 1, false) - 7.5).abs() < 1e-9);
+        assert!((pass(count, 2, false) - 6.7).abs() < 1e-9);
+        assert!((pass(count, 1, true) - 5.0).abs() < 1e-9);
+        // Three times the work on two cores: 3 × 1.2 + 0.5 = 4.1 s, under the bus's 5 s; five
+        // times: 6.5 s, past it.
+        let times =
+            |k: u64| InstructionCount { total: k * 300_000_000, in_row_jobs: k * 240_000_000 };
+        assert!((pass(times(3), 2, true) - 5.0).abs() < 1e-9);
+        assert!((pass(times(5), 2, true) - 6.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_speculation_pass_adds_marginal_positions_with_their_logits() {
+        // A token of 100 M instructions (80 M in row jobs), a 10-position prompt pass of 280 M:
+        // 20 M per further position, plus the LM head's 30% of a token, 30 M, for its logits.
+        let path = PathCost {
+            activations: Activations::Int16,
+            token: InstructionCount { total: 100_000_000, in_row_jobs: 80_000_000 },
+            prompt: 280_000_000,
+        };
+        assert_eq!(path.pass_count(1.0, 0.3), path.token);
+        let three = path.pass_count(3.0, 0.3);
+        assert_eq!(three.total, 200_000_000);
+        assert_eq!(three.in_row_jobs, 160_000_000);
+        // GPT-2 124M: the LM head is 38.6 M of 123.5 M multiply-adds.
+        let share = lm_head_share(&gpt2());
+        assert!((share - 38_597_376.0 / 123_532_032.0).abs() < 1e-12, "{share}");
+    }
+
+    #[test]
+    fn speculation_spreads_passes_over_the_tokens_they_yield() {
+        // 10 tokens in 4 passes: the prompt's, one plain pass, two passes verifying 6 drafts.
+        let run = Speculation { what: "", tokens: 10, passes: 4, drafting_passes: 2, drafted: 6 };
+        // A pass costs 1 s plus 0.5 s per position: 1.5 s plain, 1 + 0.5 × 4 = 3 s drafting.
+        let seconds = run.seconds_per_token(|positions| 1.0 + 0.5 * positions);
+        assert!((seconds - (1.5 + 2.0 * 3.0) / 9.0).abs() < 1e-12, "{seconds}");
+        // Without drafts every token is a plain pass.
+        let plain =
+            Speculation { what: "", tokens: 10, passes: 10, drafting_passes: 0, drafted: 0 };
+        assert!((plain.seconds_per_token(|p| 1.0 + 0.5 * p) - 1.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_request_is_its_prompt_passes_and_seven_tokens() {
+        let layout = gpt2();
+        let a = exact();
+        let spi = Bus::Spi { hz: 25e6 };
+        let path = &M33[1];
+        let (s, seconds) = request_seconds(&layout, &PICO2, &spi, path, 1, 0, true, &a);
+        assert_eq!((s.batch, s.passes), (10, 1), "{s:?}");
+        // Bus bound over SPI: one pass for the prompt (1.54 G instructions take 10.3 s, under
+        // the bus's 43 s), then seven tokens reading the spilled KV records too.
+        let read = transfer(&layout, &PICO2, &spi, 0, 0, &a);
+        let spilled = transfer(&layout, &PICO2, &spi, 0, s.spilled, &a);
+        let expected = read.io_seconds + 7.0 * spilled.io_seconds;
+        assert!((seconds - expected).abs() < 1e-9, "{seconds} {expected}");
     }
 
     #[test]
