@@ -11,7 +11,7 @@ use embassy_time::Instant;
 use picogpt_board::board::Board;
 use picogpt_board::sd::{Windows, answer_line};
 use picogpt_board::{Clock, Memory, Options};
-use picogpt_core::{Activations, KvFormat, SliceStorage};
+use picogpt_core::{Activations, KvFormat, OneWorker, SliceStorage};
 
 use crate::bus::{self, Card};
 use crate::flash;
@@ -75,6 +75,7 @@ pub fn serve() -> ! {
         clock: Micros,
         ticks_per_ms: 1000,
         defaults: Options::new(DEFAULT_TOKENS, KvFormat::Int8, Activations::F32),
+        workers: &mut OneWorker,
     };
     loop {
         let line = embassy_futures::block_on(LINES.receive());

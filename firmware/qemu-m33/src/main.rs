@@ -38,7 +38,7 @@ use core::fmt::Write;
 use cortex_m_rt::entry;
 use picogpt_board::print::traffic;
 use picogpt_board::{CHUNK_BYTES, Failure, MAX_PROMPT, Stats, generate, write_timing};
-use picogpt_core::Model;
+use picogpt_core::{Model, OneWorker};
 
 use crate::args::{Args, ArgsError, USAGE};
 use crate::clock::{NS_PER_TICK, Ticks};
@@ -131,7 +131,7 @@ fn generate_from(console: &mut Console, args: &Args<'_>) -> u8 {
     let request = args.options.request(CHUNK_BYTES, MAX_PROMPT);
     let memory = ram;
     let mut spill = HostSpill::new(args.kv_file);
-    match generate(&mut model, memory, &mut spill, &request, console, &mut clock) {
+    match generate(&mut model, memory, &mut spill, &request, console, &mut clock, &mut OneWorker) {
         Ok(stats) => {
             report(console, &stats, args.icount);
             0
