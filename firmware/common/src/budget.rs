@@ -70,6 +70,13 @@ pub fn verify_batch(prompt_batch: usize, speculate: usize, fits: impl Fn(usize) 
     (prompt_batch + 1..=wanted).take_while(|&batch| fits(batch)).last().unwrap_or(prompt_batch)
 }
 
+/// The longest draft `request` can use: its `speculate`, but never more than the `n - 2`
+/// tokens the first verifying pass may still add (the prompt's pass yields the first token,
+/// the verified token the next).
+pub fn useful_draft(request: &Request<'_>) -> usize {
+    request.speculate.min(request.n.saturating_sub(2))
+}
+
 /// Where the KV cache's positions went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Placement {
@@ -85,7 +92,8 @@ pub struct Placement {
 pub struct Split<'a, P: Spill> {
     /// Core's workspace spec: the batch and the read size.
     pub spec: WorkspaceSpec,
-    /// Draft tokens per pass the batch holds: the request's, or fewer if the RAM is short.
+    /// Draft tokens per pass the batch holds: the request's ([`useful_draft`]), or fewer if
+    /// the RAM is short.
     pub speculate: usize,
     /// The workspace's words.
     pub workspace: &'a mut [f32],
@@ -128,8 +136,8 @@ pub fn split<'a, SE, P: Spill>(
         return Err(Failure::KvCache { needed, positions, position_bytes, hint });
     };
     let fits = |batch| bytes(batch).saturating_add(kv_floor) <= ram_bytes;
-    let batch = verify_batch(batch, request.speculate, fits);
-    let speculate = request.speculate.min(batch - 1);
+    let batch = verify_batch(batch, useful_draft(request), fits);
+    let speculate = useful_draft(request).min(batch - 1);
     let spec = spec(batch, request);
     let (workspace, rest) = ram.split_at_mut(Workspace::words(layout, &spec));
     let kv_bytes: &mut [u8] = bytemuck::cast_slice_mut(rest);

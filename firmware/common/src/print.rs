@@ -54,15 +54,21 @@ pub fn kv<W: Write, P: Spill>(
     writeln!(out)
 }
 
-/// `speculate: 4 draft tokens per pass`, or, when the RAM cut the draft,
-/// `speculate: 2 draft tokens per pass (4 asked; the RAM holds a batch of 3)`; nothing when
-/// none were asked.
-pub fn speculate<W: Write>(out: &mut W, asked: usize, given: usize, batch: usize) -> fmt::Result {
-    if asked == 0 {
+/// `speculate: 4 draft tokens per pass`, or, when the RAM cut the `useful` draft (what was
+/// `asked`, bounded by `-n`) to `given`, `speculate: 2 draft tokens per pass (4 asked; the
+/// RAM holds a batch of 3)`; nothing when no draft is of use.
+pub fn speculate<W: Write>(
+    out: &mut W,
+    asked: usize,
+    useful: usize,
+    given: usize,
+    batch: usize,
+) -> fmt::Result {
+    if useful == 0 {
         return Ok(());
     }
     write!(out, "speculate: {given} draft tokens per pass")?;
-    if given < asked {
+    if given < useful {
         write!(out, " ({asked} asked; the RAM holds a batch of {batch})")?;
     }
     writeln!(out)

@@ -6,7 +6,7 @@ use core::fmt::Write;
 use picogpt_core::speculate::{self, Context, DraftSpec, MAX_SPECULATE};
 use picogpt_core::{Error, Model, Storage, TopK, Workers};
 
-use crate::budget::{Memory, Split, split};
+use crate::budget::{Memory, Split, split, useful_draft};
 use crate::failure::Failure;
 use crate::kv::{Spill, SpillStorageError};
 use crate::meter::Metered;
@@ -89,7 +89,7 @@ pub fn generate<S: Storage + Metered, P: Spill, W: Write, C: Clock>(
         activations_name(spec.activations),
     )?;
     print::kv(out, request.kv, &placement, kv_ram, spill)?;
-    print::speculate(out, request.speculate, speculate, spec.batch)?;
+    print::speculate(out, request.speculate, useful_draft(request), speculate, spec.batch)?;
     let mut stats = Stats { batch: spec.batch, ..Stats::default() };
     let mut generated = heapless::Vec::<u32, MAX_GENERATED>::new();
     let mut draft = [0u32; MAX_SPECULATE];
