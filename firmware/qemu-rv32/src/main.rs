@@ -11,7 +11,7 @@
 //! cd firmware/qemu-rv32
 //! cargo run --release -- --sd card.img Alan Turing theorized -n 4 \
 //!     [--tokens 1,2,3] [--kv f32|f16|int8] [--activations f32|int8] [--bits] [--icount] \
-//!     [--no-verify]
+//!     [--speculate K] [--no-verify]
 //! ```
 //!
 //! The card is FAT32 (or FAT16) with the pack in its root as `MODEL.PGP`; KV positions beyond
