@@ -1,7 +1,8 @@
 //! The firmware of `firmware/qemu-m33` on an emulated Cortex-M33 (QEMU `mps2-an505`) prints
 //! what `host-tools run` prints for the same pack and prompt (token ids, or text it encodes
 //! itself), logit bits included, also when its KV cache spills beyond the RAM to a host file,
-//! and meets bad input with one `error:` line and a non-zero exit.
+//! and when it speculates (the host's passes line too, on the learned model's loop), and meets
+//! bad input with one `error:` line and a non-zero exit.
 //!
 //! Needs `qemu-system-arm` and the `thumbv8m.main-none-eabihf` target. Without either the tests
 //! say so and pass, unless `CI` is set: then a missing QEMU fails them.

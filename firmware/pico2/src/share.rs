@@ -6,9 +6,10 @@
 //!
 //! Why core 1 keeps the model and core 0 helps, not the reverse: core 1's loop, stack and
 //! fault recovery stay as they were, and core 0's executor already sleeps in WFE between USB
-//! events, so a job is one more task to wake. A job is one run of one matrix (at most the
-//! 16 KiB window), well under a millisecond per core, and the task yields to USB after each,
-//! so the console stays responsive; USB's own interrupt only wakes its tasks. Each row is
+//! events, so a job is one more task to wake. A job is one streamed run of one matrix (at
+//! most the 16 KiB window from the card, about 0.5 ms per core and position on the f32 path;
+//! a whole tensor of the small flash pack read in place), and the task yields to USB after
+//! each; USB's own interrupt only wakes its tasks. Each row is
 //! computed whole by one core, in core's fixed order, so the bits are the one-core bits.
 
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
