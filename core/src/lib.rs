@@ -41,7 +41,7 @@ pub use layout::Layout;
 pub use logits::{Candidate, LogitSink, TopK};
 pub use model::Model;
 pub use sample::{Choice, Picker, RandomSampling, Sampling};
-pub use speculate::{Choose, Context, DraftSpec};
+pub use speculate::{Choose, Context, DraftSpec, Passes};
 pub use storage::{SliceStorage, Storage};
 pub use workers::{OneWorker, Workers};
 pub use workspace::{Activations, Workspace, WorkspaceSpec};

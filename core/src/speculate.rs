@@ -25,8 +25,17 @@
 //! shared with plain decoding — so the same seed also gives the same text with and without a
 //! draft, on every target.
 
+use core::fmt;
+
 use crate::logits::{LogitSink, TopK};
 use crate::sample::Picker;
+
+/// Draft tokens per pass when the user does not say (`host-tools run --speculate`, and the
+/// boards' request line): a pass over 5 positions costs about what a pass over 1 does.
+pub const DEFAULT_SPECULATE: usize = 4;
+
+/// Most draft tokens per pass anyone may ask for (a verifying pass holds one position more).
+pub const MAX_SPECULATE: usize = 32;
 
 /// How drafts are looked up. All bounds are the caller's, so a draft needs no memory beyond
 /// its output buffer.
@@ -131,6 +140,47 @@ pub fn accepted<C: Choose>(choices: &[C], draft: &[u32]) -> usize {
     choices.iter().zip(draft).take_while(|(c, d)| c.chosen() == **d).count()
 }
 
+/// Passes over the weights and what the drafts gained: what a generation reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Passes {
+    /// Passes over the weights, the prompt's included.
+    pub weight_passes: usize,
+    /// Passes after the prompt's that verified a draft.
+    pub drafts: usize,
+    /// Draft tokens proposed.
+    pub drafted_tokens: usize,
+    /// Draft tokens accepted: tokens that cost no pass of their own.
+    pub accepted_tokens: usize,
+}
+
+impl Passes {
+    /// Counts one pass that verified `drafted` tokens and accepted `accepted` of them
+    /// (`prompt`: the prompt's pass, which verifies nothing).
+    pub fn count(&mut self, drafted: usize, accepted: usize, prompt: bool) {
+        self.weight_passes += 1;
+        if !prompt && drafted > 0 {
+            self.drafts += 1;
+            self.drafted_tokens += drafted;
+            self.accepted_tokens += accepted;
+        }
+    }
+
+    /// The summary line every target prints after a generation of `tokens` tokens that
+    /// verified a draft (without its newline): `9 weight passes for 24 tokens: 15 of 20
+    /// drafted tokens accepted`. Writes nothing when no pass verified a draft.
+    pub fn write_summary<W: fmt::Write>(&self, out: &mut W, tokens: usize) -> fmt::Result {
+        if self.drafts == 0 {
+            return Ok(());
+        }
+        write!(
+            out,
+            "{} weight passes for {tokens} tokens: {} of {} drafted tokens accepted",
+            self.weight_passes, self.accepted_tokens, self.drafted_tokens
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +235,19 @@ mod tests {
             t.accept(i as u32, l);
         }
         t
+    }
+
+    #[test]
+    fn counts_passes_and_summarizes_only_verified_drafts() {
+        let mut passes = Passes::default();
+        passes.count(0, 0, true);
+        passes.count(0, 0, false);
+        let mut line = String::new();
+        passes.write_summary(&mut line, 2).unwrap();
+        assert_eq!(line, "");
+        passes.count(4, 3, false);
+        passes.write_summary(&mut line, 6).unwrap();
+        assert_eq!(line, "3 weight passes for 6 tokens: 3 of 4 drafted tokens accepted");
     }
 
     #[test]

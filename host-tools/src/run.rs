@@ -21,7 +21,9 @@ use crate::report::{Engine, RunReport, StepReport, TopEntry};
 use crate::threads::ThreadPool;
 
 /// Draft tokens per pass by default (`run --speculate`): see the README's figures.
-pub const DEFAULT_SPECULATE: usize = 4;
+pub use picogpt_core::speculate::DEFAULT_SPECULATE;
+/// What a generation's passes over the weights verified (core's, shared with the boards).
+pub use picogpt_core::speculate::Passes;
 
 /// BPE scratch for the device encoder: pieces up to 1 KiB.
 const ENCODE_SCRATCH_WORDS: usize = 2 * 1024 + 2;
@@ -432,31 +434,6 @@ fn step_report<S: Storage>(
         top,
         truncated: choice.truncated,
     })
-}
-
-/// Passes over the weights and what the drafts gained.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Passes {
-    /// Passes over the weights, the prompt's included.
-    pub weight_passes: usize,
-    /// Passes after the prompt's that verified a draft.
-    pub drafts: usize,
-    /// Draft tokens proposed.
-    pub drafted_tokens: usize,
-    /// Draft tokens accepted: tokens that cost no pass of their own.
-    pub accepted_tokens: usize,
-}
-
-impl Passes {
-    /// Counts one pass that verified `drafted` tokens and accepted `accepted` of them.
-    fn count(&mut self, drafted: usize, accepted: usize, prompt: bool) {
-        self.weight_passes += 1;
-        if !prompt && drafted > 0 {
-            self.drafts += 1;
-            self.drafted_tokens += drafted;
-            self.accepted_tokens += accepted;
-        }
-    }
 }
 
 /// The prompt as token ids, encoded by core when it is text.

@@ -1,7 +1,8 @@
 //! The firmware of `firmware/qemu-m33` on an emulated Cortex-M33 (QEMU `mps2-an505`) prints
 //! what `host-tools run` prints for the same pack and prompt (token ids, or text it encodes
 //! itself), logit bits included, also when its KV cache spills beyond the RAM to a host file,
-//! and meets bad input with one `error:` line and a non-zero exit.
+//! and when it speculates (the host's passes line too, on the learned model's loop), and meets
+//! bad input with one `error:` line and a non-zero exit.
 //!
 //! Needs `qemu-system-arm` and the `thumbv8m.main-none-eabihf` target. Without either the tests
 //! say so and pass, unless `CI` is set: then a missing QEMU fails them.
@@ -18,6 +19,7 @@ use std::sync::OnceLock;
 use common::firmware::*;
 use common::*;
 use host_tools::run::{Prompt, RunOptions, run};
+use picogpt_core::speculate::DEFAULT_SPECULATE;
 use picogpt_core::{Activations, MatrixFormat, ModelConfig};
 
 /// The firmware crate.
@@ -195,7 +197,9 @@ fn a_text_prompt_is_encoded_on_the_board_as_the_host_encodes_it() {
 
 /// The learned 4 × 32 model packed int4 everywhere, the pack a Pico 2 without an SD card
 /// reads from its flash (here QEMU reads it from a host file): the emulated M33 prints the
-/// host's English, bit for bit.
+/// host's English, bit for bit. The prompt runs into a loop, so prompt-lookup drafts are
+/// accepted: the board takes the host's passes for it, at the default draft length and at
+/// 2, and says so in the host's passes line.
 #[test]
 fn the_learned_flash_sized_model_prints_english_on_the_m33() {
     let Some(elf) = firmware() else { return };
@@ -206,21 +210,69 @@ fn the_learned_flash_sized_model_prints_english_on_the_m33() {
     };
     let pack = Fixture::read("qemu_m33_learned", checkpoint).pack_with("int4-flash", &opts);
     let text = "And the king said unto";
-    let run_opts = RunOptions::with_prompt(Prompt::Text(text.into()), 8);
-    let (expected, steps) = host_lines(&pack, &run_opts);
-    let mut args = vec![pack.to_str().unwrap()];
-    args.extend(text.split(' '));
-    args.extend(["-n", "8", "--bits"]);
+    for speculate in [DEFAULT_SPECULATE, 2] {
+        let run_opts =
+            RunOptions { speculate, ..RunOptions::with_prompt(Prompt::Text(text.into()), 24) };
+        let (expected, steps) = host_lines(&pack, &run_opts);
+        let k = speculate.to_string();
+        let mut args = vec![pack.to_str().unwrap()];
+        args.extend(text.split(' '));
+        args.extend(["-n", "24", "--speculate", &k, "--bits"]);
+        let out = qemu(elf, &args);
+        assert_eq!(out.code, Some(0), "{}", out.stdout);
+        let (printed, bits) = step_lines(&out.stdout);
+        // Everything the host prints from the first step on, the passes line included.
+        assert_eq!(printed[..expected.len()], expected, "{}", out.stdout);
+        assert_eq!(bits, host_bits(&steps));
+        let passes = expected.last().unwrap();
+        let weight_passes: usize = passes.split(' ').next().unwrap().parse().unwrap();
+        assert!(passes.ends_with("drafted tokens accepted") && weight_passes < 24, "{passes}");
+        let line = format!("speculate: {speculate} draft tokens per pass");
+        assert!(out.stdout.lines().any(|l| l == line), "{}", out.stdout);
+        println!("qemu-m33, learned 4 x 32 int4, --speculate {speculate}: {passes}");
+        let generated = &expected[expected.len() - 2];
+        println!("qemu-m33, learned 4 x 32 int4: {text:?} ->{generated:?}");
+        // Words of the corpus, not stray tokens: ASCII letters, spaces and punctuation only.
+        let prose = |c: char| c.is_ascii_alphabetic() || c.is_ascii_punctuation() || c == ' ';
+        assert!(generated.chars().all(prose), "{generated:?}");
+    }
+}
+
+/// A draft longer than the RAM's batch is cut to what it holds, and the board says so; the
+/// text and the passes are then the host's at the draft length the board could take.
+#[test]
+fn a_draft_beyond_the_ram_is_cut_and_said() {
+    let Some(elf) = firmware() else { return };
+    // GPT-2 355M's width: a batch of 33 positions (--speculate 32) does not fit the arena.
+    let wide = ModelConfig {
+        n_layer: 1,
+        n_embd: 1024,
+        n_head: 16,
+        n_ctx: 64,
+        vocab_size: 512,
+        layer_norm_epsilon: 1e-5,
+    };
+    let pack =
+        Fixture::new("qemu_m33_wide", wide, 3).pack("int8", MatrixFormat::Int8 { block: 32 }, true);
+    let tokens = [1, 2, 3, 1, 2, 3, 1, 2];
+    let args =
+        [pack.to_str().unwrap(), "--tokens", "1,2,3,1,2,3,1,2", "-n", "12", "--speculate", "32"];
     let out = qemu(elf, &args);
     assert_eq!(out.code, Some(0), "{}", out.stdout);
-    let (printed, bits) = step_lines(&out.stdout);
-    assert_eq!(printed[..expected.len()], expected, "{}", out.stdout);
-    assert_eq!(bits, host_bits(&steps));
-    let generated = expected.last().unwrap();
-    println!("qemu-m33, learned 4 x 32 int4: {text:?} ->{generated:?}");
-    // Words of the corpus, not stray tokens: ASCII letters, spaces and punctuation only.
-    let prose = |c: char| c.is_ascii_alphabetic() || c.is_ascii_punctuation() || c == ' ';
-    assert!(generated.chars().all(prose), "{generated:?}");
+    let line = out.stdout.lines().find(|l| l.starts_with("speculate: ")).expect("a speculate line");
+    let given: usize = line["speculate: ".len()..].split(' ').next().unwrap().parse().unwrap();
+    assert!(given < 32, "{line}");
+    assert_eq!(
+        line,
+        format!(
+            "speculate: {given} draft tokens per pass (32 asked; the RAM holds a batch of {})",
+            given + 1
+        )
+    );
+    let opts = RunOptions { speculate: given, ..RunOptions::new(tokens.to_vec(), 12) };
+    let (expected, _) = host_lines(&pack, &opts);
+    assert_eq!(step_lines(&out.stdout).0[..expected.len()], expected, "{}", out.stdout);
+    println!("qemu-m33, 1 x 1024: {line}");
 }
 
 #[test]

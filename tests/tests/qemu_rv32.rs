@@ -257,6 +257,37 @@ fn a_text_prompt_is_encoded_on_the_board_as_the_host_encodes_it() {
     assert!(out.stdout.contains(&format!("\nprompt: {}\n", ids(&prompt))), "{}", out.stdout);
 }
 
+/// The learned 4 × 32 model packed int8, on the card: its prompt runs into a loop, so the
+/// board's prompt-lookup drafts are accepted, and it prints the host's tokens, candidates,
+/// logit bits and passes line.
+#[test]
+fn the_learned_model_speculates_on_the_card_as_the_host_does() {
+    let Some(elf) = firmware() else { return };
+    let checkpoint = Path::new(host_tools::learned::KJV_4X32_DIR);
+    let pack = Fixture::read("qemu_rv32_learned", checkpoint).pack(
+        "int8",
+        MatrixFormat::Int8 { block: 32 },
+        true,
+    );
+    let card = card_image("learned", 64, &[("MODEL.PGP", &pack)]);
+    let text = "And the king said unto";
+    let opts = RunOptions::with_prompt(Prompt::Text(text.into()), 24);
+    let (expected, steps) = host_lines(&pack, &opts);
+    let mut args = vec!["--sd", card.to_str().unwrap()];
+    args.extend(text.split(' '));
+    args.extend(["-n", "24", "--bits"]);
+    let out = qemu(elf, &args, "");
+    assert_eq!(out.code, Some(0), "{}", out.stdout);
+    let (printed, bits) = step_lines(&out.stdout);
+    // Everything the host prints from the first step on, the passes line included.
+    assert_eq!(printed[..expected.len()], expected, "{}", out.stdout);
+    assert_eq!(bits, host_bits(&steps));
+    let passes = expected.last().unwrap();
+    let weight_passes: usize = passes.split(' ').next().unwrap().parse().unwrap();
+    assert!(passes.ends_with("drafted tokens accepted") && weight_passes < 24, "{passes}");
+    println!("qemu-rv32, learned 4 x 32 int8: {passes}");
+}
+
 #[test]
 fn a_context_beyond_the_ram_spills_to_kv_bin_on_the_card() {
     let Some(elf) = firmware() else { return };

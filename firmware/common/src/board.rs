@@ -5,9 +5,11 @@ use core::convert::Infallible;
 use core::fmt::Write;
 
 #[cfg(doc)]
+use picogpt_core::OneWorker;
+#[cfg(doc)]
 use picogpt_core::SliceStorage;
 use picogpt_core::format::MAGIC;
-use picogpt_core::{Model, Storage};
+use picogpt_core::{Model, Storage, Workers};
 
 use crate::budget::Memory;
 use crate::failure::Failure;
@@ -31,6 +33,8 @@ pub struct Board<'m, W, C> {
     pub ticks_per_ms: u64,
     /// Flags not given on the line (the board's `-n`, `--kv`, `--activations`).
     pub defaults: Options<'static>,
+    /// What each matrix's rows are split between: [`OneWorker`], or the Pico 2's two cores.
+    pub workers: &'m mut dyn Workers,
 }
 
 /// Generates what `options` ask from `model`, KV positions beyond the RAM going to `spill`,
@@ -43,7 +47,8 @@ pub fn answer<S: Storage + Metered, P: Spill, W: Write, C: Clock>(
 ) -> Result<Stats, GenerateFailure<S, P>> {
     let request = options.request(CHUNK_BYTES, MAX_PROMPT);
     let memory = board.memory.reborrow();
-    generate(model, memory, spill, &request, &mut board.out, &mut board.clock)
+    let (out, clock) = (&mut board.out, &mut board.clock);
+    generate(model, memory, spill, &request, out, clock, &mut *board.workers)
 }
 
 impl<W: Write, C> Board<'_, W, C> {

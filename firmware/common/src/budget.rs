@@ -11,6 +11,12 @@
 //! (132 MB for GPT-2 124M int8, some 42 s over SPI), while a spilled position costs one record
 //! read per layer and token (19.6 KB at int8). So the batch is chosen first, the fewest passes
 //! the prompt can take, and the smallest batch giving them; the KV cache gets the rest.
+//!
+//! A pass verifying a speculative draft of `k` tokens ([`picogpt_core::speculate`]) holds
+//! `k + 1` positions, and every token it accepts saves a whole pass: so the batch is then
+//! widened to `k + 1` when the RAM holds that workspace beside the KV cache's floor, else as
+//! far as it does, and the draft is cut to fit ([`verify_batch`]). The text is the same for
+//! any draft length; only the passes differ, and the board says how many tokens it drafts.
 
 use picogpt_core::{
     Error, KvCache, KvFormat, ModelConfig, RamKv, StorageKv, TieredKv, Workspace, WorkspaceSpec,
@@ -56,6 +62,21 @@ pub fn choose_batch(
         .find(|&batch| workspace(batch).saturating_add(kv_floor) <= ram)
 }
 
+/// The batch a request needs when its prompt takes `prompt_batch` positions per pass and
+/// each later pass verifies up to `speculate` draft tokens: `speculate + 1`, or the largest
+/// batch below it that `fits`, and never less than `prompt_batch` (which fits).
+pub fn verify_batch(prompt_batch: usize, speculate: usize, fits: impl Fn(usize) -> bool) -> usize {
+    let wanted = speculate.saturating_add(1);
+    (prompt_batch + 1..=wanted).take_while(|&batch| fits(batch)).last().unwrap_or(prompt_batch)
+}
+
+/// The longest draft `request` can use: its `speculate`, but never more than the `n - 2`
+/// tokens the first verifying pass may still add (the prompt's pass yields the first token,
+/// the verified token the next).
+pub fn useful_draft(request: &Request<'_>) -> usize {
+    request.speculate.min(request.n.saturating_sub(2))
+}
+
 /// Where the KV cache's positions went.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Placement {
@@ -71,6 +92,9 @@ pub struct Placement {
 pub struct Split<'a, P: Spill> {
     /// Core's workspace spec: the batch and the read size.
     pub spec: WorkspaceSpec,
+    /// Draft tokens per pass the batch holds: the request's ([`useful_draft`]), or fewer if
+    /// the RAM is short.
+    pub speculate: usize,
     /// The workspace's words.
     pub workspace: &'a mut [f32],
     /// The KV cache.
@@ -82,7 +106,8 @@ pub struct Split<'a, P: Spill> {
 }
 
 /// Splits `ram` for a request of `prompt` positions needing `needed` in all: the batch by
-/// [`choose_batch`], the workspace in front, the KV cache behind it, spilling to `spill`.
+/// [`choose_batch`] widened for the draft by [`verify_batch`], the workspace in front, the
+/// KV cache behind it, spilling to `spill`.
 pub fn split<'a, SE, P: Spill>(
     layout: &Layout,
     ram: &'a mut [f32],
@@ -110,12 +135,15 @@ pub fn split<'a, SE, P: Spill>(
         let hint = spill.available().err().unwrap_or("shorten the prompt or -n");
         return Err(Failure::KvCache { needed, positions, position_bytes, hint });
     };
+    let fits = |batch| bytes(batch).saturating_add(kv_floor) <= ram_bytes;
+    let batch = verify_batch(batch, useful_draft(request), fits);
+    let speculate = useful_draft(request).min(batch - 1);
     let spec = spec(batch, request);
     let (workspace, rest) = ram.split_at_mut(Workspace::words(layout, &spec));
     let kv_bytes: &mut [u8] = bytemuck::cast_slice_mut(rest);
     let kv_ram = kv_bytes.len();
     let (kv, placement) = place(cfg, request.kv, kv_bytes, needed, spill)?;
-    Ok(Split { spec, workspace, kv, placement, kv_ram })
+    Ok(Split { spec, speculate, workspace, kv, placement, kv_ram })
 }
 
 /// The workspace spec of `request` at `batch`.
@@ -189,6 +217,17 @@ mod tests {
         assert_eq!(choose_batch(10, 3, 1_000_000, 0, ws), Some(3));
         assert_eq!(choose_batch(10, 256, 11_000, 0, ws), Some(1));
         assert_eq!(choose_batch(10, 256, 10_999, 0, ws), None);
+    }
+
+    #[test]
+    fn the_batch_widens_for_the_draft_as_far_as_the_ram_allows() {
+        let fits_up_to = |most: usize| move |b: usize| b <= most;
+        assert_eq!(verify_batch(1, 4, fits_up_to(100)), 5);
+        assert_eq!(verify_batch(1, 4, fits_up_to(3)), 3);
+        // A prompt batch wider than the draft needs stays; no draft keeps the prompt's.
+        assert_eq!(verify_batch(8, 4, fits_up_to(100)), 8);
+        assert_eq!(verify_batch(2, 0, fits_up_to(100)), 2);
+        assert_eq!(verify_batch(1, 4, fits_up_to(1)), 1);
     }
 
     fn config() -> ModelConfig {

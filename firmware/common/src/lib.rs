@@ -6,7 +6,8 @@
 //! A board supplies the [`picogpt_core::Storage`] the weights come from, a
 //! [`core::fmt::Write`] console, a [`request::Clock`], a [`kv::Spill`] (or [`kv::NoSpill`]),
 //! and static buffers ([`budget::Memory`]): the RAM arena, the text prompt's tokens and BPE
-//! scratch.
+//! scratch, and the [`picogpt_core::Workers`] each matrix's rows are split between
+//! ([`workers`]: the Pico 2's two cores, or the same split in turn on one).
 //!
 //! With the `sd` feature, the SD card's read path: the block-device seam ([`block`]), an SD
 //! card over SPI ([`sdspi`]), the FAT volume's files mapped into extents ([`fat`]) and read
@@ -39,6 +40,7 @@ pub mod sd;
 pub mod sdspi;
 pub mod session;
 pub mod text;
+pub mod workers;
 
 include!(concat!(env!("OUT_DIR"), "/sizes.rs"));
 

@@ -1,5 +1,6 @@
 //! The generation flags every board understands, spelled as `host-tools run` spells them:
-//! `--tokens 1,2,3 -n N --kv f32|f16|int8 --activations f32|int8 --bits --no-verify`, and the
+//! `--tokens 1,2,3 -n N --kv f32|f16|int8 --activations f32|int8 --speculate K --bits
+//! --no-verify`, and the
 //! console line every SD board reads: token ids or text, and those flags.
 //!
 //! A board reads them from wherever its words come from (QEMU's command line, a serial
@@ -7,6 +8,7 @@
 
 use core::fmt;
 
+use picogpt_core::speculate::{DEFAULT_SPECULATE, MAX_SPECULATE};
 use picogpt_core::{Activations, KvFormat};
 
 use crate::prompt::{Input, Prompt, PromptError, Words, parse_tokens};
@@ -26,6 +28,8 @@ pub struct Options<'a> {
     pub kv: KvFormat,
     /// Kernel path for int8 weights.
     pub activations: Activations,
+    /// Draft tokens per pass asked for (0: one token per pass); the RAM may allow fewer.
+    pub speculate: usize,
     /// Print each step's logit bits.
     pub bits: bool,
     /// Check tensor CRCs during the first pass.
@@ -33,9 +37,18 @@ pub struct Options<'a> {
 }
 
 impl Options<'_> {
-    /// Options with no prompt, `n` tokens, `kv` and `activations`, CRC checks on, no bits.
+    /// Options with no prompt, `n` tokens, `kv` and `activations`, the host's draft length,
+    /// CRC checks on, no bits.
     pub fn new(n: usize, kv: KvFormat, activations: Activations) -> Self {
-        Self { prompt: Input::empty(), n, kv, activations, bits: false, verify: true }
+        Self {
+            prompt: Input::empty(),
+            n,
+            kv,
+            activations,
+            speculate: DEFAULT_SPECULATE,
+            bits: false,
+            verify: true,
+        }
     }
 }
 
@@ -50,6 +63,8 @@ pub enum OptionsError<'a> {
     BadKv(&'a str),
     /// `--activations` with an unknown path.
     BadActivations(&'a str),
+    /// `--speculate` with something other than 0 to [`MAX_SPECULATE`].
+    BadSpeculate(&'a str),
     /// A bad token list, or a text too long.
     Prompt(PromptError),
 }
@@ -63,6 +78,10 @@ impl fmt::Display for OptionsError<'_> {
             Self::BadActivations(value) => {
                 write!(f, "--activations takes f32, int16 or int8, not '{value}'")
             }
+            Self::BadSpeculate(value) => write!(
+                f,
+                "--speculate takes 0 to {MAX_SPECULATE} draft tokens per pass, not '{value}'"
+            ),
             Self::Prompt(e) => write!(f, "{e}"),
         }
     }
@@ -110,6 +129,14 @@ where
                 let name = value("--activations")?;
                 options.activations =
                     Activations::parse(name).ok_or(OptionsError::BadActivations(name))?;
+            }
+            "--speculate" => {
+                let count = value("--speculate")?;
+                options.speculate = count
+                    .parse()
+                    .ok()
+                    .filter(|&k| k <= MAX_SPECULATE)
+                    .ok_or(OptionsError::BadSpeculate(count))?;
             }
             "--bits" => options.bits = true,
             "--no-verify" => options.verify = false,
@@ -201,6 +228,7 @@ impl<'a> Options<'a> {
             chunk_bytes,
             activations: self.activations,
             max_batch,
+            speculate: self.speculate,
             verify: self.verify,
             bits: self.bits,
         }
@@ -255,12 +283,12 @@ mod tests {
     #[test]
     fn reads_flags_and_leaves_the_rest() {
         let (o, rest) =
-            split("FILE --tokens 1,2 -n 4 --kv f16 --activations int8 --bits --no-verify --icount")
+            split("FILE --tokens 1,2 -n 4 --kv f16 --activations int8 --speculate 7 --bits --no-verify --icount")
                 .unwrap();
         assert_eq!(o.prompt, tokens(&[1, 2]));
         assert_eq!(
-            (o.n, o.kv, o.activations, o.bits, o.verify),
-            (4, KvFormat::F16, Activations::Int8, true, false)
+            (o.n, o.kv, o.activations, o.speculate, o.bits, o.verify),
+            (4, KvFormat::F16, Activations::Int8, 7, true, false)
         );
         assert_eq!(&rest[..], &["FILE", "--icount"]);
     }
@@ -269,8 +297,8 @@ mod tests {
     fn keeps_the_defaults() {
         let (o, rest) = split("36235,39141").unwrap();
         assert_eq!(
-            (o.n, o.kv, o.activations, o.bits, o.verify),
-            (8, KvFormat::Int8, Activations::F32, false, true)
+            (o.n, o.kv, o.activations, o.speculate, o.bits, o.verify),
+            (8, KvFormat::Int8, Activations::F32, DEFAULT_SPECULATE, false, true)
         );
         assert_eq!(o.prompt, Input::empty());
         assert_eq!(&rest[..], &["36235,39141"]);
@@ -305,6 +333,9 @@ mod tests {
         assert_eq!(bad("-n x"), Some(OptionsError::BadCount("x")));
         assert_eq!(bad("--kv f64"), Some(OptionsError::BadKv("f64")));
         assert_eq!(bad("--activations f16"), Some(OptionsError::BadActivations("f16")));
+        assert_eq!(bad("--speculate 33"), Some(OptionsError::BadSpeculate("33")));
+        assert_eq!(bad("--speculate -1"), Some(OptionsError::BadSpeculate("-1")));
+        assert_eq!(bad("--speculate"), Some(OptionsError::MissingValue("--speculate")));
         assert_eq!(
             bad("--tokens 1,a"),
             Some(OptionsError::Prompt(PromptError::NotANumber { item: 2 }))

@@ -6,7 +6,7 @@ use core::fmt::{self, Write};
 use picogpt_core::display::{PyRepr, write_candidate};
 use picogpt_core::format::MAX_TOKEN_BYTES;
 use picogpt_core::utf8::Utf8Stream;
-use picogpt_core::{Candidate, KvFormat, Model, Storage};
+use picogpt_core::{Candidate, KvFormat, Model, Passes, Storage};
 
 use crate::budget::Placement;
 use crate::failure::Failure;
@@ -51,6 +51,36 @@ pub fn kv<W: Write, P: Spill>(
         let (medium, spilled, name) = (spill.medium(), placement.spilled, spill.name());
         write!(out, " + {medium} {spilled} positions ({name})")?;
     }
+    writeln!(out)
+}
+
+/// `speculate: 4 draft tokens per pass`, or, when the RAM cut the `useful` draft (what was
+/// `asked`, bounded by `-n`) to `given`, `speculate: 2 draft tokens per pass (4 asked; the
+/// RAM holds a batch of 3)`; nothing when no draft is of use.
+pub fn speculate<W: Write>(
+    out: &mut W,
+    asked: usize,
+    useful: usize,
+    given: usize,
+    batch: usize,
+) -> fmt::Result {
+    if useful == 0 {
+        return Ok(());
+    }
+    write!(out, "speculate: {given} draft tokens per pass")?;
+    if given < useful {
+        write!(out, " ({asked} asked; the RAM holds a batch of {batch})")?;
+    }
+    writeln!(out)
+}
+
+/// The passes line `host-tools run` prints after the text when a pass verified a draft:
+/// `9 weight passes for 24 tokens: 15 of 20 drafted tokens accepted`.
+pub fn passes<W: Write>(out: &mut W, passes: &Passes, tokens: usize) -> fmt::Result {
+    if passes.drafts == 0 {
+        return Ok(());
+    }
+    passes.write_summary(out, tokens)?;
     writeln!(out)
 }
 

@@ -1,6 +1,6 @@
 //! What a board is asked to generate, the clock it times it with, and what it cost.
 
-use picogpt_core::{Activations, KvFormat};
+use picogpt_core::{Activations, KvFormat, Passes};
 
 use crate::meter::Traffic;
 use crate::prompt::Input;
@@ -32,6 +32,9 @@ pub struct Request<'a> {
     pub activations: Activations,
     /// Most prompt positions per pass over the weights (the RAM may allow fewer).
     pub max_batch: usize,
+    /// Draft tokens per pass asked for ([`picogpt_core::speculate`]; 0: one token per pass).
+    /// A pass verifying `k` of them holds `k + 1` positions: the RAM may allow fewer.
+    pub speculate: usize,
     /// Check every tensor's CRC during the first pass, which reads them all.
     pub verify: bool,
     /// Print the f32 bits of the three best logits after each step.
@@ -52,12 +55,15 @@ pub struct Stats {
     /// What the storage's bus carried during the prompt's step (its forward pass, and its
     /// lines' token texts).
     pub prompt_traffic: Traffic,
-    /// Ticks of the forward passes after the first, together.
+    /// Ticks of the forward passes after the first, together (one pass may yield several
+    /// tokens: the per-token figures divide by the tokens).
     pub token_ticks: u64,
     /// Bytes read by the forward passes after the first, together.
     pub token_bytes: u64,
     /// What the storage's bus carried during the steps after the first, together.
     pub token_traffic: Traffic,
+    /// Passes over the weights, and the draft tokens they verified and accepted.
+    pub passes: Passes,
 }
 
 impl Stats {

@@ -3,9 +3,10 @@
 
 use core::fmt::Write;
 
-use picogpt_core::{Error, Model, Storage, TopK};
+use picogpt_core::speculate::{self, Context, DraftSpec, MAX_SPECULATE};
+use picogpt_core::{Error, Model, Storage, TopK, Workers};
 
-use crate::budget::{Memory, Split, split};
+use crate::budget::{Memory, Split, split, useful_draft};
 use crate::failure::Failure;
 use crate::kv::{Spill, SpillStorageError};
 use crate::meter::Metered;
@@ -18,14 +19,20 @@ use crate::request::{Clock, MAX_GENERATED, Request, Stats};
 pub type GenerateFailure<S, P> = Failure<<S as Storage>::Error, SpillStorageError<P>>;
 
 /// Generates after `request.prompt`, printing to `out`: `model:`, `prompt:` (the ids of a
-/// text prompt), `workspace:` and `kv:` lines, then for each step `step i: token id
-/// ('text')`, the three candidate lines (core's `write_candidate`) and, with `bits`,
-/// `bits: 0x… 0x… 0x…` (each logit's f32 bits); then `generated: ids` and the text. From the
-/// first step line on, the lines (`bits:` aside) are the ones `host-tools run` prints.
+/// text prompt), `workspace:`, `kv:` and `speculate:` lines, then for each step `step i:
+/// token id ('text')`, the three candidate lines (core's `write_candidate`) and, with
+/// `bits`, `bits: 0x… 0x… 0x…` (each logit's f32 bits); then `generated: ids`, the text and,
+/// when a pass verified a draft, the passes line. From the first step line on, the lines
+/// (`bits:` aside) are the ones `host-tools run` prints.
+///
+/// As on the host, each pass after the prompt's runs the last token and a prompt-lookup
+/// draft of up to `request.speculate` tokens ([`picogpt_core::speculate`]) and yields the
+/// tokens the model agrees with: the same tokens as one pass per token, in fewer passes.
+/// Every matrix's rows are split between `workers` (the same bits for any count).
 ///
 /// `memory.ram` is split for this request ([`crate::budget::split`]): the workspace for the
-/// largest useful prompt batch, the KV cache in the rest; positions beyond what it holds go
-/// to storage from `spill`, opened only then.
+/// largest useful prompt batch (widened to hold a draft), the KV cache in the rest; positions
+/// beyond what it holds go to storage from `spill`, opened only then.
 pub fn generate<S: Storage + Metered, P: Spill, W: Write, C: Clock>(
     model: &mut Model<S>,
     memory: Memory<'_>,
@@ -33,6 +40,7 @@ pub fn generate<S: Storage + Metered, P: Spill, W: Write, C: Clock>(
     request: &Request<'_>,
     out: &mut W,
     clock: &mut C,
+    workers: &mut dyn Workers,
 ) -> Result<Stats, GenerateFailure<S, P>> {
     let n = request.n;
     if n == 0 {
@@ -69,7 +77,7 @@ pub fn generate<S: Storage + Metered, P: Spill, W: Write, C: Clock>(
     {
         print::prompt(out, prompt)?;
     }
-    let Split { spec, workspace, mut kv, placement, kv_ram } =
+    let Split { spec, speculate, workspace, mut kv, placement, kv_ram } =
         split(model.layout(), ram, prompt.len(), needed, request, spill)?;
     let mut ws = model.workspace(&spec, workspace)?;
     writeln!(
@@ -81,22 +89,51 @@ pub fn generate<S: Storage + Metered, P: Spill, W: Write, C: Clock>(
         activations_name(spec.activations),
     )?;
     print::kv(out, request.kv, &placement, kv_ram, spill)?;
+    print::speculate(out, request.speculate, useful_draft(request), speculate, spec.batch)?;
     let mut stats = Stats { batch: spec.batch, ..Stats::default() };
     let mut generated = heapless::Vec::<u32, MAX_GENERATED>::new();
-    let mut pos = 0;
-    for step in 0..n {
-        let last = generated.last().copied().unwrap_or(0);
-        let input = if step == 0 { prompt } else { core::slice::from_ref(&last) };
+    let mut draft = [0u32; MAX_SPECULATE];
+    let mut input = [0u32; MAX_SPECULATE + 1];
+    let mut ended = false;
+    while generated.len() < n && !ended {
+        let step = generated.len();
         model.set_verify(request.verify && step == 0);
-        let mut top = TopK::<3>::new();
+        let mut tops: [TopK<3>; MAX_SPECULATE + 1] = core::array::from_fn(|_| TopK::new());
         let (t0, b0, m0) = (clock.now(), model.bytes_read(), model.storage().traffic());
-        model.forward(&mut ws, &mut kv, input, pos, &mut top)?;
+        let drafted = match generated.last() {
+            None => {
+                model.forward_with(&mut ws, &mut kv, prompt, 0, &mut tops[0], workers)?;
+                0
+            }
+            Some(&last) => {
+                // Never past -n: the pass yields up to drafted + 1 tokens.
+                let room = (n - step - 1).min(speculate);
+                let context = Context { prompt, generated: &generated };
+                let drafted = speculate::draft(context, &DraftSpec::DEFAULT, &mut draft[..room]);
+                input[0] = last;
+                input[1..=drafted].copy_from_slice(&draft[..drafted]);
+                let (input, tops) = (&input[..=drafted], &mut tops[..=drafted]);
+                let pos = prompt.len() + step - 1;
+                model.forward_each_with(&mut ws, &mut kv, input, pos, tops, workers)?;
+                drafted
+            }
+        };
         let ticks = clock.now().saturating_sub(t0);
         let bytes = model.bytes_read().saturating_sub(b0);
-        // The vocabulary is never empty (core checks the config), so there is a best token.
-        let token = top.argmax().unwrap_or(0);
-        print::step(model, out, step + 1, token, &top.candidates(), request.bits)?;
-        // The bus's traffic counts the step's lines too (their tokens' text is on the card).
+        let accepted = speculate::accepted(&tops[..=drafted], &draft[..drafted]);
+        stats.passes.count(drafted, accepted, step == 0);
+        for top in &tops[..=accepted] {
+            // The vocabulary is never empty (core checks the config), so there is a best token.
+            let token = top.argmax().unwrap_or(0);
+            print::step(model, out, generated.len() + 1, token, &top.candidates(), request.bits)?;
+            // Cannot fail: at most n ≤ MAX_GENERATED tokens are pushed.
+            let _ = generated.push(token);
+            ended = Some(token) == end_of_text;
+            if ended {
+                break;
+            }
+        }
+        // The bus's traffic counts the steps' lines too (their tokens' text is on the card).
         let traffic = model.storage().traffic() - m0;
         if step == 0 {
             (stats.prompt_ticks, stats.prompt_bytes, stats.prompt_traffic) =
@@ -106,15 +143,10 @@ pub fn generate<S: Storage + Metered, P: Spill, W: Write, C: Clock>(
             stats.token_bytes += bytes;
             stats.token_traffic = stats.token_traffic + traffic;
         }
-        // Cannot fail: at most n ≤ MAX_GENERATED tokens are pushed.
-        let _ = generated.push(token);
-        stats.steps += 1;
-        if Some(token) == end_of_text {
-            break;
-        }
-        pos += input.len();
     }
+    stats.steps = generated.len();
     print::finish(model, out, &generated, end_of_text)?;
+    print::passes(out, &stats.passes, generated.len())?;
     Ok(stats)
 }
 

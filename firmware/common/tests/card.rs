@@ -16,7 +16,7 @@ use picogpt_board::fat::{Extent, MAX_EXTENTS};
 use picogpt_board::sd::{CardSpill, KV_FILE, NoClock, Volumes, Windows, answer_line};
 use picogpt_board::sdspi::{FRAME_BYTES, SdCard};
 use picogpt_board::{BPE_SCRATCH_WORDS, Clock, MAX_PROMPT, Memory, Options, Spill};
-use picogpt_core::{Activations, KvFormat, Storage, StorageMut};
+use picogpt_core::{Activations, KvFormat, OneWorker, Storage, StorageMut};
 use support::sim::Behaviour;
 use support::{RamDisk, SimCard, SimDelay};
 
@@ -222,6 +222,7 @@ fn answer_without_card(line: &[u8], flash: Option<&[u8]>) -> String {
         clock: Zero,
         ticks_per_ms: 1,
         defaults: Options::new(8, KvFormat::Int8, Activations::F32),
+        workers: &mut OneWorker,
     };
     let absent = RamDisk { absent: true, ..RamDisk::fat16() };
     let mut scratch = vec![Block::new(); 1];

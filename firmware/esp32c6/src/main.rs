@@ -49,7 +49,7 @@ use esp_storage::FlashStorage;
 use picogpt_board::board::Board;
 use picogpt_board::sd::{Windows, answer_line};
 use picogpt_board::{Clock, Options};
-use picogpt_core::{Activations, KvFormat};
+use picogpt_core::{Activations, KvFormat, OneWorker};
 
 use crate::console::Console;
 use crate::flash::FlashPack;
@@ -88,6 +88,7 @@ fn main() -> ! {
         clock: Micros,
         ticks_per_ms: 1000,
         defaults: Options::new(DEFAULT_TOKENS, KvFormat::Int8, Activations::Int8),
+        workers: &mut OneWorker,
     };
     let _ = write!(
         board.out,

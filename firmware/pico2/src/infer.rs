@@ -11,12 +11,13 @@ use embassy_time::Instant;
 use picogpt_board::board::Board;
 use picogpt_board::sd::{Windows, answer_line};
 use picogpt_board::{Clock, Memory, Options};
-use picogpt_core::{Activations, KvFormat, SliceStorage};
+use picogpt_core::{Activations, KvFormat, OneWorker, SliceStorage, Workers};
 
 use crate::bus::{self, Card};
 use crate::flash;
 use crate::link::{Console, LINES};
 use crate::ram::CardRam;
+use crate::share;
 
 /// Tokens generated when the line does not say: with picoGPT's 10-token prompt, one prompt
 /// pass and seven more (longer contexts spill to `KV.BIN` on the card).
@@ -69,12 +70,19 @@ pub fn serve() -> ! {
     // call's frames (and so its borrow) away with the stack they were on.
     let state = unsafe { (*addr_of_mut!(CORE1)).assume_init_mut() };
     let Core1 { card, memory, buffers } = state;
+    // Both cores compute rows; on one alone if the pair was somehow lent already.
+    let (mut pair, mut one) = (share::workers(), OneWorker);
+    let workers: &mut dyn Workers = match pair.as_mut() {
+        Some(pair) => pair,
+        None => &mut one,
+    };
     let mut board = Board {
         memory: memory.reborrow(),
         out: Console,
         clock: Micros,
         ticks_per_ms: 1000,
         defaults: Options::new(DEFAULT_TOKENS, KvFormat::Int8, Activations::F32),
+        workers,
     };
     loop {
         let line = embassy_futures::block_on(LINES.receive());
@@ -85,8 +93,10 @@ pub fn serve() -> ! {
     }
 }
 
-/// After a fault: reports it in one line and serves again.
+/// After a fault: takes the row-sharing slot back from the lost call, reports the fault in
+/// one line and serves again.
 pub fn resume(report: impl FnOnce(&mut Console) -> core::fmt::Result) -> ! {
+    share::recover();
     let mut console = Console;
     let _ = report(&mut console);
     let _ = write!(console, "> ");

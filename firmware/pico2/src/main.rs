@@ -28,7 +28,8 @@
 //!
 //! Core 0 runs USB; core 1 runs the model and the card: each 16 KiB window of the pack comes in
 //! by DMA while core 1 computes on the one before (over SPI; over SDIO, DMA fills one block
-//! while core 1 checks the one before).
+//! while core 1 checks the one before). Both cores compute every matrix's rows, half each
+//! (`share.rs`): core 0 between its USB tasks.
 #![no_std]
 #![no_main]
 
@@ -41,6 +42,7 @@ mod ram;
 mod sd;
 #[cfg(feature = "sdio")]
 mod sdio;
+mod share;
 mod usb;
 
 /// The card, on the bus this build chose.
@@ -84,6 +86,10 @@ async fn main(spawner: Spawner) {
             }
         }
         None => defmt::error!("RAM taken twice"),
+    }
+    match share::serve_rows() {
+        Ok(task) => spawner.spawn(task),
+        Err(_) => defmt::error!("the row-sharing task could not be spawned"),
     }
     usb::start(spawner, p.USB);
 }

@@ -11,7 +11,7 @@ use picogpt_core::{Activations, KvFormat};
 /// One line of help, printed with every argument error.
 pub const USAGE: &str = "usage: picogpt FILE [PROMPT WORDS...] [--tokens 1,2,3] [-n N] \
                          [--kv f32|f16|int8] [--activations f32|int16|int8] [--kv-file PATH] \
-                         [--bits] [--no-verify] [--icount], or picogpt --check-kernels";
+                         [--speculate K] [--bits] [--no-verify] [--icount], or picogpt --check-kernels";
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq)]

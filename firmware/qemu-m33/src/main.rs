@@ -12,7 +12,7 @@
 //! cd firmware/qemu-m33
 //! cargo run --release -- FILE Alan Turing theorized -n 4 \
 //!     [--tokens 1,2,3] [--kv f32|f16|int8] [--activations f32|int8] [--kv-file PATH] \
-//!     [--bits] [--icount] [--no-verify]
+//!     [--speculate K] [--bits] [--icount] [--no-verify]
 //! ```
 //!
 //! prints the same step, candidate, `generated:` and text lines as
@@ -37,6 +37,7 @@ use core::fmt::Write;
 
 use cortex_m_rt::entry;
 use picogpt_board::print::traffic;
+use picogpt_board::workers::InTurn;
 use picogpt_board::{CHUNK_BYTES, Failure, MAX_PROMPT, Stats, generate, write_timing};
 use picogpt_core::Model;
 
@@ -131,7 +132,10 @@ fn generate_from(console: &mut Console, args: &Args<'_>) -> u8 {
     let request = args.options.request(CHUNK_BYTES, MAX_PROMPT);
     let memory = ram;
     let mut spill = HostSpill::new(args.kv_file);
-    match generate(&mut model, memory, &mut spill, &request, console, &mut clock) {
+    // The Pico 2's two-way split of every matrix's rows, run in turn on the one emulated
+    // core: what it prints is what the split computes.
+    let mut workers = InTurn(2);
+    match generate(&mut model, memory, &mut spill, &request, console, &mut clock, &mut workers) {
         Ok(stats) => {
             report(console, &stats, args.icount);
             0

@@ -10,8 +10,8 @@ use picogpt_core::{Activations, KvFormat};
 
 /// One line of help, printed with every argument error.
 pub const USAGE: &str = "usage: picogpt --sd IMG [PROMPT WORDS...] [--tokens 1,2,3] [-n N] \
-                         [--kv f32|f16|int8] [--activations f32|int8] [--bits] [--no-verify] \
-                         [--icount]";
+                         [--kv f32|f16|int8] [--activations f32|int8] [--speculate K] [--bits] \
+                         [--no-verify] [--icount]";
 
 /// What the command line asks for.
 #[derive(Debug, PartialEq)]

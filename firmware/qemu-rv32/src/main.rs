@@ -11,7 +11,7 @@
 //! cd firmware/qemu-rv32
 //! cargo run --release -- --sd card.img Alan Turing theorized -n 4 \
 //!     [--tokens 1,2,3] [--kv f32|f16|int8] [--activations f32|int8] [--bits] [--icount] \
-//!     [--no-verify]
+//!     [--speculate K] [--no-verify]
 //! ```
 //!
 //! The card is FAT32 (or FAT16) with the pack in its root as `MODEL.PGP`; KV positions beyond
@@ -40,7 +40,7 @@ use picogpt_board::print::traffic;
 use picogpt_board::sd::answer_from_card;
 use picogpt_board::sdspi::SdCard;
 use picogpt_board::{DEFAULT_TOKENS, Options, Stats, write_timing};
-use picogpt_core::{Activations, KvFormat};
+use picogpt_core::{Activations, KvFormat, OneWorker};
 
 use crate::args::{ArgsError, USAGE};
 use crate::clock::{Delay, TICKS_PER_MS, Ticks};
@@ -113,6 +113,7 @@ fn generate(console: &mut Uart, args: &args::Args<'_>) -> u8 {
         ticks_per_ms: TICKS_PER_MS,
         // Unused: the command line's options are given whole.
         defaults: Options::new(DEFAULT_TOKENS, KvFormat::F32, Activations::F32),
+        workers: &mut OneWorker,
     };
     // No flash fallback here: the flash's error type is never made.
     match answer_from_card::<_, _, _, Infallible>(&args.options, &card, &mut board) {

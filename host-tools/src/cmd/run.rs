@@ -206,13 +206,9 @@ pub fn main(args: Args) -> Result<()> {
             );
         }
         if let Some(p) = report.passes.filter(|p| p.drafts > 0) {
-            println!(
-                "{} weight passes for {} tokens: {} of {} drafted tokens accepted",
-                p.weight_passes,
-                report.steps.len(),
-                p.accepted_tokens,
-                p.drafted_tokens
-            );
+            let mut line = String::new();
+            p.write_summary(&mut line, report.steps.len())?;
+            println!("{line}");
         }
         let per_token = report.bytes_read as f64 / report.steps.len() as f64;
         println!(
@@ -312,9 +308,10 @@ fn utf8_prompt(raw: OsString) -> Result<String> {
 
 /// `--speculate`: 0 to 32 draft tokens (a verifying pass holds one position more).
 fn draft_length(text: &str) -> Result<usize, String> {
+    const MAX: usize = picogpt_core::speculate::MAX_SPECULATE;
     match text.trim().parse::<usize>() {
-        Ok(k) if k <= 32 => Ok(k),
-        Ok(k) => Err(format!("{k} is more than 32 draft tokens: give 0 to 32")),
+        Ok(k) if k <= MAX => Ok(k),
+        Ok(k) => Err(format!("{k} is more than {MAX} draft tokens: give 0 to {MAX}")),
         Err(_) => Err(format!("{text:?} is not a whole number")),
     }
 }

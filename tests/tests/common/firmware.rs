@@ -143,8 +143,8 @@ pub fn run_runner(
     }
 }
 
-/// The lines `host-tools run` prints for each step, then `generated:` and the text; and the
-/// steps themselves.
+/// The lines `host-tools run` prints for each step, then `generated:`, the text and, when a
+/// pass verified a draft (`opts.speculate`), the passes line; and the steps themselves.
 pub fn host_lines(pack: &Path, opts: &RunOptions) -> (Vec<String>, Vec<StepReport>) {
     let report = run(pack, opts, |_| {}).unwrap();
     let mut lines = Vec::new();
@@ -171,6 +171,9 @@ pub fn host_lines(pack: &Path, opts: &RunOptions) -> (Vec<String>, Vec<StepRepor
     let ids: Vec<String> = report.tokens().iter().map(u32::to_string).collect();
     lines.push(format!("generated: {}", ids.join(",")));
     lines.extend(report.text.clone());
+    let mut passes = String::new();
+    report.passes.unwrap_or_default().write_summary(&mut passes, report.steps.len()).unwrap();
+    lines.extend((!passes.is_empty()).then_some(passes));
     (lines, report.steps)
 }
 
