@@ -191,14 +191,14 @@ pub struct Board {
     pub buses: &'static [Bus],
 }
 
-/// The Pico 2: two Cortex-M33 at 150 MHz, a 445,500-byte arena (`firmware/pico2`'s link
+/// The Pico 2: two Cortex-M33 at 150 MHz, a 444,912-byte arena (`firmware/pico2`'s link
 /// map), SPI0 at 25 MHz or PIO SDIO at 25 or 50 MHz.
 pub const PICO2: Board = Board {
     name: "pico2",
     cpu_hz: 150e6,
     cores: 2,
-    arena: 445_500,
-    activations: Activations::F32,
+    arena: 444_912,
+    activations: Activations::Int16,
     paths: &M33,
     emulator: "qemu-m33",
     buses: &[Bus::Spi { hz: 25e6 }, Bus::SDIO_25, Bus::SDIO_50],
@@ -212,7 +212,7 @@ pub const ESP32C6: Board = Board {
     cpu_hz: 160e6,
     cores: 1,
     arena: 368_640,
-    activations: Activations::Int8,
+    activations: Activations::Int16,
     paths: &RV32,
     emulator: "qemu-rv32",
     buses: &[Bus::Spi { hz: 20e6 }],

@@ -87,7 +87,7 @@ fn main() -> ! {
         out: console,
         clock: Micros,
         ticks_per_ms: 1000,
-        defaults: Options::new(DEFAULT_TOKENS, KvFormat::Int8, Activations::Int8),
+        defaults: Options::new(DEFAULT_TOKENS, KvFormat::Int8, Activations::Int16),
         workers: &mut OneWorker,
     };
     let _ = write!(

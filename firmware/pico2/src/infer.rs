@@ -81,7 +81,7 @@ pub fn serve() -> ! {
         out: Console,
         clock: Micros,
         ticks_per_ms: 1000,
-        defaults: Options::new(DEFAULT_TOKENS, KvFormat::Int8, Activations::F32),
+        defaults: Options::new(DEFAULT_TOKENS, KvFormat::Int8, Activations::Int16),
         workers,
     };
     loop {
