@@ -71,6 +71,12 @@ pub const ESP32C6: Board = Board {
     emulator: "qemu-rv32; f32 estimated",
 };
 
+/// The Pico 2's SDIO bus at 25 MHz, 32 KiB reads with 250 µs card latency (firmware/README.md,
+/// from the emulated PIO cycle counts).
+pub const SDIO_25MHZ_BYTES_PER_S: f64 = 11.12e6;
+/// The same at 50 MHz (high speed).
+pub const SDIO_50MHZ_BYTES_PER_S: f64 = 20.49e6;
+
 /// The model's assumptions about the card and the CPU.
 #[derive(Clone, Copy, Debug)]
 pub struct Assumptions {
@@ -279,6 +285,24 @@ pub fn report(layout: &Layout, board: &Board, commands: u64, a: &Assumptions) ->
             s.passes,
             s.kv_in_ram,
             s.spilled
+        );
+    }
+    if board.name == PICO2.name {
+        let bytes = pass_bytes(layout) as f64;
+        let _ = writeln!(
+            out,
+            "\nSDIO (`--features sdio`, 32 KiB reads with 250 us card latency, firmware/README.md): \
+             {:.1} s/token of I/O at 25 MHz ({SDIO_25MHZ_BYTES_PER_S:.3e} B/s), {:.1} s at 50 MHz \
+             ({SDIO_50MHZ_BYTES_PER_S:.3e} B/s)",
+            bytes / SDIO_25MHZ_BYTES_PER_S,
+            bytes / SDIO_50MHZ_BYTES_PER_S
+        );
+    }
+    if !matches!(layout.quant().matrices, picogpt_core::MatrixFormat::Int8 { .. }) {
+        let _ = writeln!(
+            out,
+            "\ninstructions: int8's measured counts (this pack's kernels were not counted on the \
+             board's emulator); the bus columns are this pack's"
         );
     }
     let _ = writeln!(
