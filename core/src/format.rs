@@ -83,12 +83,14 @@ pub enum MatrixFormat {
     /// 4-bit weights in blocks of 32 with an f16 scale, as ggml's Q4_0
     /// (`{ f16 d; u8 q[16] }`, element 2j in the low nibble of byte j, value = d·(q − 8)).
     Int4,
-    /// `bits`-bit (4, 5 or 6) weights in blocks of 32 with an f16 scale and an f16 minimum,
-    /// value = d·q + m, q in 0..2^bits (see [`crate::kernels::affine`]); the packer picks
-    /// `d` and `m` per block to minimize the error weighted by calibration activations.
+    /// `bits`-bit (4, 5 or 6) weights in blocks of 32 or 64 with an f16 scale and an f16
+    /// minimum, value = d·q + m, q in 0..2^bits (see [`crate::kernels::affine`]); the packer
+    /// picks `d` and `m` per block to minimize the error weighted by calibration activations.
     Affine {
         /// Bits per weight: 4, 5 or 6.
         bits: u8,
+        /// Weights per block: 32 or 64 (dividing `n_embd`).
+        block: u16,
     },
 }
 
@@ -107,7 +109,7 @@ impl fmt::Display for MatrixFormat {
             Self::Int8 { block: 0 } => f.write_str("int8 (per row)"),
             Self::Int8 { block } => write!(f, "int8 (blocks of {block})"),
             Self::Int4 => f.write_str("int4 (blocks of 32)"),
-            Self::Affine { bits } => write!(f, "q{bits}m (blocks of 32, scale + min)"),
+            Self::Affine { bits, block } => write!(f, "q{bits}m (blocks of {block}, scale + min)"),
         }
     }
 }
@@ -256,7 +258,7 @@ pub struct TensorFormat {
     /// Element type.
     pub dtype: DType,
     /// Elements per block (int8: per scale, a multiple of 32 or a whole row, stored as one
-    /// scale per 32; f32/f16/int4: [`BLOCK_ELEMS`]).
+    /// scale per 32; q4m–q6m: 32 or 64; f32/f16/int4: [`BLOCK_ELEMS`]).
     #[serde(with = "postcard::fixint::le")]
     pub block: u32,
     /// f32 values appended to each row (the LM head's outlier channels).
@@ -279,9 +281,10 @@ impl TensorFormat {
             DType::F16 => 2 * BLOCK_ELEMS,
             DType::Int8 => PAIR_BYTES,
             DType::Int4 => 2 + BLOCK_ELEMS / 2,
-            DType::Q4M | DType::Q5M | DType::Q6M => {
-                crate::kernels::affine::block_bytes(self.dtype.affine_bits().unwrap_or(4))
-            }
+            DType::Q4M | DType::Q5M | DType::Q6M => crate::kernels::affine::block_bytes(
+                self.dtype.affine_bits().unwrap_or(4),
+                self.block as usize,
+            ),
         }
     }
 
@@ -289,6 +292,7 @@ impl TensorFormat {
     pub fn unit_elems(&self) -> usize {
         match self.dtype {
             DType::Int8 => 2 * BLOCK_ELEMS,
+            DType::Q4M | DType::Q5M | DType::Q6M => self.block as usize,
             _ => BLOCK_ELEMS,
         }
     }
@@ -297,7 +301,7 @@ impl TensorFormat {
     pub fn weight_bytes(&self, cols: usize) -> usize {
         match self.dtype {
             DType::Int8 => int8_row_bytes(cols),
-            _ => cols / BLOCK_ELEMS * self.unit_bytes(),
+            _ => cols / self.unit_elems().max(1) * self.unit_bytes(),
         }
     }
 

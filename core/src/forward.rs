@@ -777,7 +777,8 @@ fn prepare<'a>(
         (DType::Int4, Activations::F32) => return Operands::Float { x, stride, dot: dot_int4 },
         (DType::Q4M | DType::Q5M | DType::Q6M, Activations::F32) => {
             let bits = format.dtype.affine_bits().unwrap_or(4);
-            return Operands::Float { x, stride, dot: affine::float_kernel(bits) };
+            let dot = affine::float_kernel(bits, format.block as usize);
+            return Operands::Float { x, stride, dot };
         }
         _ => activations.code(),
     };
@@ -808,7 +809,7 @@ fn prepare<'a>(
         (DType::Int4, _) => Operands::Int4 { q, scales, cols, dot: dot_q4 },
         (dtype, _) => {
             let bits = dtype.affine_bits().unwrap_or(4);
-            Operands::Int4 { q, scales, cols, dot: affine::int_kernel(bits) }
+            Operands::Int4 { q, scales, cols, dot: affine::int_kernel(bits, format.block as usize) }
         }
     }
 }
@@ -821,7 +822,7 @@ fn decode(format: &TensorFormat, w: &[u8], out: &mut [f32]) {
         DType::Int8 => decode_int8(w, out),
         DType::Int4 => decode_int4(w, out),
         DType::Q4M | DType::Q5M | DType::Q6M => {
-            affine::decoder(format.dtype.affine_bits().unwrap_or(4))(w, out)
+            affine::decoder(format.dtype.affine_bits().unwrap_or(4), format.block as usize)(w, out)
         }
     }
 }

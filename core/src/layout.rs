@@ -305,9 +305,9 @@ fn tensor_format(format: MatrixFormat, cols: usize) -> TensorFormat {
         MatrixFormat::Int4 => {
             TensorFormat { dtype: DType::Int4, block: BLOCK_ELEMS as u32, extras: 0 }
         }
-        MatrixFormat::Affine { bits } => TensorFormat {
+        MatrixFormat::Affine { bits, block } => TensorFormat {
             dtype: DType::affine(bits).unwrap_or(DType::Q4M),
-            block: BLOCK_ELEMS as u32,
+            block: u32::from(block),
             extras: 0,
         },
     }
@@ -354,10 +354,12 @@ fn check_quant(config: &ModelConfig, quant: &QuantScheme) -> Result<(), QuantErr
 
 /// Checks one matrix format's block size against the rows it must divide.
 fn check_format(config: &ModelConfig, format: MatrixFormat) -> Result<(), QuantError> {
-    if let MatrixFormat::Affine { bits } = format
-        && DType::affine(bits).is_none()
+    if let MatrixFormat::Affine { bits, block } = format
+        && (DType::affine(bits).is_none()
+            || !matches!(block, 32 | 64)
+            || !config.n_embd.is_multiple_of(u32::from(block)))
     {
-        return Err(QuantError::AffineBits { bits });
+        return Err(QuantError::AffineShape { bits, block, n_embd: config.n_embd });
     }
     if let MatrixFormat::Int8 { block } = format {
         let fits = block == 0

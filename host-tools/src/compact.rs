@@ -1,12 +1,13 @@
-//! The `compact` preset: a scale-and-minimum format (q4m, q5m or q6m) for every matrix, chosen
-//! to read as few bytes per token as a budget allows while losing the least.
+//! The `compact` preset: a scale-and-minimum format (q4m, q5m or q6m, blocks of 32 or 64) for
+//! every matrix, chosen to read as few bytes per token as a budget allows while losing the
+//! least.
 //!
-//! Each matrix is encoded in all three widths against its calibration importance
-//! ([`crate::calibrate`]); its loss at a width is the weighted squared error over the weighted
+//! Each matrix is encoded in every shape ([`SHAPES`]) against its calibration importance
+//! ([`crate::calibrate`]); its loss in a shape is the weighted squared error over the weighted
 //! signal (`Σ imp·(w − ŵ)² / Σ imp·w²`, the noise-to-signal ratio it adds to its outputs).
-//! Starting from q4m everywhere, the upgrade (4 → 5 or 5 → 6 bits) that removes the most loss
-//! per byte is taken, again and again, while the matrices stay within the budget, a fraction
-//! of the bytes they take in int8 (blocks of 32).
+//! Starting from every matrix in its smallest shape, the change to a larger shape that removes
+//! the most loss per byte is taken, again and again, while the matrices stay within the
+//! budget, a fraction of the bytes they take in int8 (blocks of 32).
 
 use picogpt_core::format::{FormatOverride, NO_LAYER};
 use picogpt_core::kernels::affine::block_bytes;
@@ -22,28 +23,36 @@ use crate::weights::Gpt2Weights;
 /// keeps GPT-2 124M's whole pass (vectors and `wpe` included) under 0.70 × int8's.
 pub const COMPACT_BUDGET: f64 = 0.68;
 
-/// Widths the preset chooses from.
-const WIDTHS: [u8; 3] = [4, 5, 6];
+/// The shapes the preset chooses from, `(bits, block)`, smallest first: 4.5, 5, 5.5, 6, 6.5 and
+/// 7 bits per weight.
+pub const SHAPES: [(u8, u16); 6] = [(4, 64), (4, 32), (5, 64), (5, 32), (6, 64), (6, 32)];
 
 /// One matrix's choice.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Choice {
     /// The matrix.
     pub id: TensorId,
-    /// Bits per weight chosen.
-    pub bits: u8,
-    /// Bytes at each width of [`WIDTHS`].
-    pub bytes: [u64; 3],
+    /// Index of the chosen shape in [`SHAPES`].
+    pub shape: usize,
+    /// Bytes in each shape of [`SHAPES`].
+    pub bytes: [u64; 6],
     /// Bytes in int8 (blocks of 32).
     pub int8_bytes: u64,
-    /// Relative weighted error at each width.
-    pub loss: [f64; 3],
+    /// Relative weighted error in each shape (infinite for a block that does not divide the
+    /// rows).
+    pub loss: [f64; 6],
 }
 
 impl Choice {
-    /// Bytes at the chosen width.
+    /// Bytes in the chosen shape.
     pub fn chosen_bytes(&self) -> u64 {
-        self.bytes[usize::from(self.bits - WIDTHS[0])]
+        self.bytes[self.shape]
+    }
+
+    /// The chosen format.
+    pub fn format(&self) -> MatrixFormat {
+        let (bits, block) = SHAPES[self.shape];
+        MatrixFormat::Affine { bits, block }
     }
 }
 
@@ -73,20 +82,25 @@ fn measure(weights: &Gpt2Weights, calibration: Option<&Calibration>, id: TensorI
         .chunks_exact(cols)
         .flat_map(|r| r.iter().zip(&importance).map(|(&w, &i)| f64::from(i) * f64::from(w).powi(2)))
         .sum();
-    let mut bytes = [0u64; 3];
-    let mut loss = [0f64; 3];
-    for (k, &bits) in WIDTHS.iter().enumerate() {
-        let row_bytes = cols / 32 * block_bytes(u32::from(bits));
+    let mut bytes = [u64::MAX; 6];
+    let mut loss = [f64::INFINITY; 6];
+    for (k, &(bits, block)) in SHAPES.iter().enumerate() {
+        let (bits, block) = (u32::from(bits), usize::from(block));
+        if !d.is_multiple_of(block) {
+            continue;
+        }
+        let row_bytes = cols / block * block_bytes(bits, block);
         let mut buf = vec![0u8; row_bytes];
         let err: f64 = rows
             .chunks_exact(cols)
-            .map(|r| encode_affine(r, &importance, u32::from(bits), &mut buf))
+            .map(|r| encode_affine(r, &importance, bits, block, &mut buf))
             .sum();
         bytes[k] = n_rows * row_bytes as u64;
         loss[k] = err / signal.max(f64::MIN_POSITIVE);
     }
     let int8_bytes = n_rows * int8_row_bytes(cols) as u64;
-    Choice { id, bits: WIDTHS[0], bytes, int8_bytes, loss }
+    let shape = (0..SHAPES.len()).find(|&k| loss[k].is_finite()).unwrap_or(1);
+    Choice { id, shape, bytes, int8_bytes, loss }
 }
 
 /// Chooses every matrix's width so the matrices take at most `budget` × their int8 bytes
@@ -111,21 +125,20 @@ pub fn choose(
     let limit = budget * choices.iter().map(|c| c.int8_bytes as f64).sum::<f64>();
     let mut total: u64 = choices.iter().map(Choice::chosen_bytes).sum();
     loop {
-        let upgrade = |c: &Choice| {
-            let k = usize::from(c.bits - WIDTHS[0]);
-            (k + 1 < WIDTHS.len()).then(|| {
-                let extra = c.bytes[k + 1] - c.bytes[k];
-                (extra, (c.loss[k] - c.loss[k + 1]) / extra as f64)
-            })
-        };
-        let best = choices
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| upgrade(c).map(|(extra, gain)| (i, extra, gain)))
-            .filter(|&(_, extra, _)| (total + extra) as f64 <= limit)
-            .max_by(|a, b| a.2.total_cmp(&b.2));
-        let Some((i, extra, _)) = best else { break };
-        choices[i].bits += 1;
+        // Every larger shape that loses less, with its loss removed per extra byte.
+        let upgrades = choices.iter().enumerate().flat_map(|(i, c)| {
+            (c.shape + 1..SHAPES.len())
+                .filter(move |&k| c.loss[k] < c.loss[c.shape] && c.bytes[k] > c.bytes[c.shape])
+                .map(move |k| {
+                    let extra = c.bytes[k] - c.bytes[c.shape];
+                    (i, k, extra, (c.loss[c.shape] - c.loss[k]) / extra as f64)
+                })
+        });
+        let best = upgrades
+            .filter(|&(_, _, extra, _)| (total + extra) as f64 <= limit)
+            .max_by(|a, b| a.3.total_cmp(&b.3));
+        let Some((i, k, extra, _)) = best else { break };
+        choices[i].shape = k;
         total += extra;
     }
     choices
@@ -134,22 +147,21 @@ pub fn choose(
 /// `base` with the matrices and overrides `choices` make: the most common width as
 /// `matrices`, the others as overrides of their one matrix.
 pub fn options(choices: &[Choice], base: &PackOptions) -> PackOptions {
-    let common = WIDTHS
-        .iter()
-        .copied()
-        .max_by_key(|&b| (choices.iter().filter(|c| c.bits == b).count(), std::cmp::Reverse(b)))
-        .unwrap_or(4);
+    let common = (0..SHAPES.len())
+        .max_by_key(|&k| (choices.iter().filter(|c| c.shape == k).count(), std::cmp::Reverse(k)))
+        .unwrap_or(0);
     let overrides = choices
         .iter()
-        .filter(|c| c.bits != common)
+        .filter(|c| c.shape != common)
         .map(|c| FormatOverride {
             kind: c.id.kind,
             layer: if c.id.kind == TensorKind::Wte { NO_LAYER } else { c.id.layer },
-            format: MatrixFormat::Affine { bits: c.bits },
+            format: c.format(),
         })
         .collect();
+    let (bits, block) = SHAPES[common];
     PackOptions {
-        matrices: MatrixFormat::Affine { bits: common },
+        matrices: MatrixFormat::Affine { bits, block },
         lm_head_outliers: false,
         overrides,
         compact: None,

@@ -64,7 +64,8 @@ impl PackOptions {
 
     /// The `compact` preset at `budget` × int8's matrix bytes.
     pub fn compact(budget: f64) -> Self {
-        Self { compact: Some(budget), ..Self::new(MatrixFormat::Affine { bits: 4 }, false) }
+        let q4m = MatrixFormat::Affine { bits: 4, block: 32 };
+        Self { compact: Some(budget), ..Self::new(q4m, false) }
     }
 
     /// Whether these options need calibration statistics.
@@ -410,7 +411,8 @@ fn encode(layout: &Layout, id: TensorId, rows: &[f32], importance: Option<&[f32]
     for (row, dst) in rows.chunks_exact(cols).zip(out.chunks_exact_mut(row_bytes)) {
         match format.dtype {
             DType::Q4M | DType::Q5M | DType::Q6M => {
-                encode_affine(row, importance, format.dtype.affine_bits().unwrap_or(4), dst);
+                let bits = format.dtype.affine_bits().unwrap_or(4);
+                encode_affine(row, importance, bits, format.block as usize, dst);
             }
             picogpt_core::format::DType::F32 => encode_f32(row, dst),
             picogpt_core::format::DType::F16 => encode_f16(row, dst),
@@ -445,7 +447,9 @@ fn decode(layout: &Layout, id: TensorId, bytes: &[u8]) -> Vec<f32> {
     for (src, row) in bytes.chunks_exact(row_bytes).zip(out.chunks_exact_mut(cols)) {
         match format.dtype {
             DType::Q4M | DType::Q5M | DType::Q6M => {
-                affine::decoder(format.dtype.affine_bits().unwrap_or(4))(src, row);
+                affine::decoder(format.dtype.affine_bits().unwrap_or(4), format.block as usize)(
+                    src, row,
+                );
             }
             picogpt_core::format::DType::F32 => decode_f32(src, row),
             picogpt_core::format::DType::F16 => decode_f16(src, row),

@@ -51,14 +51,14 @@ pub enum QuantArg {
     Int4,
     F16,
     F32,
-    /// 4-bit scale-and-minimum blocks, calibrated (every matrix, the LM head included).
+    /// 4-bit scale-and-minimum blocks of 32, calibrated (every matrix, the LM head included).
     Q4m,
-    /// 5-bit scale-and-minimum blocks, calibrated.
+    /// 5-bit scale-and-minimum blocks of 32, calibrated.
     Q5m,
-    /// 6-bit scale-and-minimum blocks, calibrated.
+    /// 6-bit scale-and-minimum blocks of 32, calibrated.
     Q6m,
-    /// q4m, q5m or q6m per matrix, chosen from calibration for at most 0.68 × int8's matrix
-    /// bytes (prints the table it chose).
+    /// q4m, q5m or q6m in blocks of 32 or 64 per matrix, chosen from calibration for at most
+    /// 0.68 × int8's matrix bytes (prints the table it chose).
     Compact,
 }
 
@@ -93,9 +93,9 @@ impl QuantArg {
             Self::F16 => MatrixFormat::F16,
             Self::Int8 => MatrixFormat::Int8 { block },
             Self::Int4 => MatrixFormat::Int4,
-            Self::Q4m | Self::Compact => MatrixFormat::Affine { bits: 4 },
-            Self::Q5m => MatrixFormat::Affine { bits: 5 },
-            Self::Q6m => MatrixFormat::Affine { bits: 6 },
+            Self::Q4m | Self::Compact => MatrixFormat::Affine { bits: 4, block: 32 },
+            Self::Q5m => MatrixFormat::Affine { bits: 5, block: 32 },
+            Self::Q6m => MatrixFormat::Affine { bits: 6, block: 32 },
         }
     }
 }
@@ -249,31 +249,35 @@ fn print_summary(out: &Path, s: &PackSummary) {
 
 /// The table the `compact` preset chose from.
 fn print_compact(s: &PackSummary) {
+    use host_tools::compact::SHAPES;
     let calibration = match s.calibration_positions {
         0 => "no calibration text (plain least squares)".to_owned(),
         n => format!("{n} positions of {}", host_tools::calibrate::CALIBRATION_NAME),
     };
-    println!("compact: formats chosen from the weighted error at each width ({calibration})");
-    println!(
-        "{:<24} {:>6} {:>12} {:>8} {:>10} {:>10} {:>10}",
-        "matrix", "format", "bytes", "vs int8", "loss q4m", "loss q5m", "loss q6m"
-    );
+    println!("compact: formats chosen from the weighted error in each shape ({calibration})");
+    print!("{:<24} {:>9} {:>12} {:>8}", "matrix", "format", "bytes", "vs int8");
+    for (bits, block) in SHAPES {
+        print!(" {:>9}", format!("q{bits}m/{block}"));
+    }
+    println!();
     for c in &s.compact {
-        println!(
-            "{:<24} {:>6} {:>12} {:>7.1}% {:>10.2e} {:>10.2e} {:>10.2e}",
+        let (bits, block) = SHAPES[c.shape];
+        print!(
+            "{:<24} {:>9} {:>12} {:>7.1}%",
             c.id.to_string(),
-            format!("q{}m", c.bits),
+            format!("q{bits}m/{block}"),
             c.chosen_bytes(),
             100.0 * c.chosen_bytes() as f64 / c.int8_bytes as f64,
-            c.loss[0],
-            c.loss[1],
-            c.loss[2]
         );
+        for loss in c.loss {
+            print!(" {:>9}", if loss.is_finite() { format!("{loss:.2e}") } else { "-".into() });
+        }
+        println!();
     }
     let (bytes, int8): (u64, u64) =
         s.compact.iter().fold((0, 0), |(a, b), c| (a + c.chosen_bytes(), b + c.int8_bytes));
     println!(
-        "{:<24} {:>6} {:>12} {:>7.1}%   (loss: weighted squared error / weighted signal)",
+        "{:<24} {:>9} {:>12} {:>7.1}%   (loss per shape: weighted squared error / weighted signal)",
         "matrices",
         "",
         bytes,
