@@ -156,7 +156,7 @@ fn fit_affine_block(x: &[f32], imp: &[f32], bits: u32) -> AffineFit {
         AffineFit { d, m, q, err }
     };
     let mut best = try_pair((hi - lo) / top, lo);
-    if !(hi > lo) || !best.err.is_finite() {
+    if hi.partial_cmp(&lo) != Some(core::cmp::Ordering::Greater) || !best.err.is_finite() {
         return best;
     }
     for t in 0..=AFFINE_STEPS {

@@ -77,6 +77,26 @@ pub const SDIO_25MHZ_BYTES_PER_S: f64 = 11.12e6;
 /// The same at 50 MHz (high speed).
 pub const SDIO_50MHZ_BYTES_PER_S: f64 = 20.49e6;
 
+/// Instructions per token of a pack with q4m–q6m matrices over the int8 pack's, integer
+/// activation paths: qemu-m33 `--icount`, the `qemu_m33` test's 8 × 256 model packed compact
+/// (89,220,750) against int8 (15,218,950). The plain kernels run there; no DSP kernel yet.
+pub const AFFINE_INT_RATIO: f64 = 89_220_750.0 / 15_218_950.0;
+/// The same on the f32 path (141,690,550 against 20,271,700).
+pub const AFFINE_F32_RATIO: f64 = 141_690_550.0 / 20_271_700.0;
+
+/// Instructions per token of `layout`'s pack on `board`'s `activations` path: the board's
+/// measured int8 count, scaled by [`AFFINE_INT_RATIO`] or [`AFFINE_F32_RATIO`] when the pack
+/// has q4m–q6m matrices.
+pub fn instructions(layout: &Layout, board: &Board, activations: Activations) -> u64 {
+    let affine = (0..layout.tensor_count())
+        .any(|i| layout.format(layout.id_at(i)).dtype.affine_bits().is_some());
+    let (count, ratio) = match activations {
+        Activations::Int8 | Activations::Int16 => (board.int8_instructions, AFFINE_INT_RATIO),
+        Activations::F32 => (board.f32_instructions, AFFINE_F32_RATIO),
+    };
+    if affine { (count as f64 * ratio) as u64 } else { count }
+}
+
 /// The model's assumptions about the card and the CPU.
 #[derive(Clone, Copy, Debug)]
 pub struct Assumptions {
@@ -180,10 +200,7 @@ pub fn token(
         if spill == 0 { 0 } else { layers * ((spill as u64 * record).div_ceil(4096) * 2 + 3) };
     let (bus_bytes, io_seconds) =
         io_seconds(pass_blocks + kv_blocks, commands + kv_commands, board, a);
-    let instructions = match activations {
-        Activations::Int8 | Activations::Int16 => board.int8_instructions,
-        Activations::F32 => board.f32_instructions,
-    } as f64;
+    let instructions = instructions(layout, board, activations) as f64;
     let crc = bus_bytes as f64 * a.crc_instructions_per_byte;
     let cpu_seconds = (instructions + crc) * a.cycles_per_instruction / board.cpu_hz;
     Token { pack_bytes, bus_bytes, commands: commands + kv_commands, io_seconds, cpu_seconds }
@@ -265,10 +282,7 @@ pub fn report(layout: &Layout, board: &Board, commands: u64, a: &Assumptions) ->
         let t = token(layout, board, activations, commands, s.spilled, a);
         let prompt = token(layout, board, activations, commands, 0, a);
         let request = request_seconds(&prompt, &s, &t, 8);
-        let instructions = match activations {
-            Activations::Int8 | Activations::Int16 => board.int8_instructions,
-            Activations::F32 => board.f32_instructions,
-        };
+        let instructions = instructions(layout, board, activations);
         let default = if activations == board.activations { ", the console's default" } else { "" };
         let _ = writeln!(
             out,
@@ -298,11 +312,12 @@ pub fn report(layout: &Layout, board: &Board, commands: u64, a: &Assumptions) ->
             bytes / SDIO_50MHZ_BYTES_PER_S
         );
     }
-    if !matches!(layout.quant().matrices, picogpt_core::MatrixFormat::Int8 { .. }) {
+    if instructions(layout, board, Activations::Int8) != board.int8_instructions {
         let _ = writeln!(
             out,
-            "\ninstructions: int8's measured counts (this pack's kernels were not counted on the \
-             board's emulator); the bus columns are this pack's"
+            "\ninstructions: the int8 pack's measured counts x {AFFINE_INT_RATIO:.2} (integer paths) \
+             and x {AFFINE_F32_RATIO:.2} (f32), the q4m-q6m kernels' cost on qemu-m33's 8 x 256 \
+             model (plain kernels, no DSP assembly yet)"
         );
     }
     let _ = writeln!(
