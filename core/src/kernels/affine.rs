@@ -108,7 +108,8 @@ pub fn dot_f32<const BITS: u32, const BLOCK: usize>(w: &[u8], x: &[f32], lanes: 
 
 /// `acc += Σ d · (s · Σ q·a) + m · (s · Σ a)` over each 32-element half of whole blocks against
 /// 16-bit activations (one per element, [`act_position`] order within each 32) with a scale
-/// `s` per 32, in order.
+/// `s` per 32, in order. Each half is unpacked into eight words of byte values first, which a
+/// Cortex-M33 with the `dsp` feature sums with `SMLAD` (the int8 kernels' block loop).
 pub fn dot_i16<const BITS: u32, const BLOCK: usize>(
     w: &[u8],
     a: &[i16],
@@ -123,19 +124,61 @@ pub fn dot_i16<const BITS: u32, const BLOCK: usize>(
         .zip(scales.chunks_exact(per))
     {
         let (d, m) = (f16_to_f32(le_u16(blk, 0)), f16_to_f32(le_u16(blk, 1)));
-        let q = values::<BITS, BLOCK>(&blk[4..]);
-        for ((qh, ah), &s) in q[..BLOCK].chunks_exact(Q_BLOCK).zip(ab.chunks_exact(Q_BLOCK)).zip(sb)
-        {
-            let (mut qsum, mut asum) = (0i32, 0i32);
-            for (k, &qk) in qh.iter().enumerate() {
-                let ak = i32::from(ah[act_position(k)]);
-                qsum += i32::from(qk) * ak;
-                asum += ak;
-            }
+        for (h, (ah, &s)) in ab.chunks_exact(Q_BLOCK).zip(sb).enumerate() {
+            let (qsum, asum) = word_sums(&half_words::<BITS, BLOCK>(&blk[4..], h), ah);
             total += d * (s * qsum as f32) + m * (s * asum as f32);
         }
     }
     *acc = total;
+}
+
+/// The 32 values of half `h` (elements `32h..32h + 32`) of one block's packed bits as bytes,
+/// element `k` in byte `k % 4` of little-endian word `k / 4`.
+#[inline(always)]
+fn half_words<const BITS: u32, const BLOCK: usize>(packed: &[u8], h: usize) -> [u32; 8] {
+    let lo = &packed[16 * h..16 * h + 16];
+    let hi = &packed[BLOCK / 2..];
+    let mut words = [0u32; 8];
+    for (i, word) in words.iter_mut().enumerate() {
+        let x = u32::from(lo[2 * i]) | (u32::from(lo[2 * i + 1]) << 8);
+        let mut v = (x & 0xf) | ((x & 0xf0) << 4) | ((x & 0xf00) << 8) | ((x & 0xf000) << 12);
+        match BITS {
+            5 => {
+                let b = (u32::from(hi[4 * h + i / 2]) >> (4 * (i % 2))) & 0xf;
+                v |= ((b & 1) << 4) | ((b & 2) << 11) | ((b & 4) << 18) | ((b & 8) << 25);
+            }
+            6 => {
+                let b = u32::from(hi[8 * h + i]);
+                v |= ((b & 3) << 4) | ((b & 0xc) << 10) | ((b & 0x30) << 16) | ((b & 0xc0) << 22);
+            }
+            _ => {}
+        }
+        *word = v;
+    }
+    words
+}
+
+/// `(Σ q·a, Σ a)` over 32 byte values in words (see [`half_words`]) and their activations.
+#[inline(always)]
+fn word_sums(words: &[u32; 8], a: &[i16]) -> (i32, i32) {
+    #[cfg(all(target_arch = "arm", feature = "dsp"))]
+    if let Some(sums) = super::m33::isum_words(words, a) {
+        return sums;
+    }
+    word_sums_plain(words, a)
+}
+
+/// The plain twin of [`word_sums`].
+#[inline(always)]
+fn word_sums_plain(words: &[u32; 8], a: &[i16]) -> (i32, i32) {
+    let (mut qsum, mut asum) = (0i32, 0i32);
+    for k in 0..Q_BLOCK {
+        let q = ((words[k / 4] >> (8 * (k % 4))) & 0xff) as i32;
+        let ak = i32::from(a[act_position(k)]);
+        qsum += q * ak;
+        asum += ak;
+    }
+    (qsum, asum)
 }
 
 /// Picks the instance of a generic kernel for `bits` (4, 5, 6) and `block` (32, 64); other
