@@ -167,11 +167,26 @@ pub enum QuantError {
         /// `n_embd`.
         n_embd: u32,
     },
+    /// A scale-and-minimum format this build does not read (4, 5 or 6 bits in blocks of 32
+    /// or 64), or whose block does not divide `n_embd`.
+    AffineShape {
+        /// The width asked for.
+        bits: u8,
+        /// The block asked for.
+        block: u16,
+        /// `n_embd`.
+        n_embd: u32,
+    },
 }
 
 impl fmt::Display for QuantError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
+            Self::AffineShape { bits, block, n_embd } => write!(
+                f,
+                "q{bits}m in blocks of {block}: scale-and-minimum weights come in 4, 5 or 6 bits \
+                 in blocks of 32 or 64 that divide n_embd {n_embd}"
+            ),
             Self::BlockSize { block, n_embd } => write!(
                 f,
                 "int8 block size {block} is not a multiple of 32 that divides n_embd {n_embd}"

@@ -83,6 +83,22 @@ pub enum MatrixFormat {
     /// 4-bit weights in blocks of 32 with an f16 scale, as ggml's Q4_0
     /// (`{ f16 d; u8 q[16] }`, element 2j in the low nibble of byte j, value = d·(q − 8)).
     Int4,
+    /// `bits`-bit (4, 5 or 6) weights in blocks of 32 or 64 with an f16 scale and an f16
+    /// minimum, value = d·q + m, q in 0..2^bits (see [`crate::kernels::affine`]); the packer
+    /// picks `d` and `m` per block to minimize the error weighted by calibration activations.
+    Affine {
+        /// Bits per weight: 4, 5 or 6.
+        bits: u8,
+        /// Weights per block: 32 or 64 (dividing `n_embd`).
+        block: u16,
+    },
+}
+
+impl MatrixFormat {
+    /// Whether matrices in this format are integers read through the activation paths.
+    pub fn is_integer(self) -> bool {
+        matches!(self, Self::Int8 { .. } | Self::Int4 | Self::Affine { .. })
+    }
 }
 
 impl fmt::Display for MatrixFormat {
@@ -93,6 +109,7 @@ impl fmt::Display for MatrixFormat {
             Self::Int8 { block: 0 } => f.write_str("int8 (per row)"),
             Self::Int8 { block } => write!(f, "int8 (blocks of {block})"),
             Self::Int4 => f.write_str("int4 (blocks of 32)"),
+            Self::Affine { bits, block } => write!(f, "q{bits}m (blocks of {block}, scale + min)"),
         }
     }
 }
@@ -120,11 +137,10 @@ impl QuantScheme {
         Self { matrices, lm_head_outliers: heapless::Vec::new(), overrides: heapless::Vec::new() }
     }
 
-    /// Whether any matrix is stored as integers (int8, int4): the matrices the activation
-    /// paths ([`crate::Activations`]) apply to.
+    /// Whether any matrix is stored as integers (int8, int4, q4m–q6m): the matrices the
+    /// activation paths ([`crate::Activations`]) apply to.
     pub fn has_integer_matrices(&self) -> bool {
-        let integer = |f: MatrixFormat| matches!(f, MatrixFormat::Int8 { .. } | MatrixFormat::Int4);
-        integer(self.matrices) || self.overrides.iter().any(|o| integer(o.format))
+        self.matrices.is_integer() || self.overrides.iter().any(|o| o.format.is_integer())
     }
 }
 
@@ -205,6 +221,34 @@ pub enum DType {
     Int8,
     /// 4-bit blocks of 32 with an f16 scale each.
     Int4,
+    /// 4-bit blocks of 32 with an f16 scale and minimum each.
+    Q4M,
+    /// 5-bit blocks of 32 with an f16 scale and minimum each.
+    Q5M,
+    /// 6-bit blocks of 32 with an f16 scale and minimum each.
+    Q6M,
+}
+
+impl DType {
+    /// Bits per weight of the scale-and-minimum formats (`None` for the others).
+    pub const fn affine_bits(self) -> Option<u32> {
+        match self {
+            Self::Q4M => Some(4),
+            Self::Q5M => Some(5),
+            Self::Q6M => Some(6),
+            _ => None,
+        }
+    }
+
+    /// The scale-and-minimum format of `bits` bits, if there is one.
+    pub const fn affine(bits: u8) -> Option<Self> {
+        match bits {
+            4 => Some(Self::Q4M),
+            5 => Some(Self::Q5M),
+            6 => Some(Self::Q6M),
+            _ => None,
+        }
+    }
 }
 
 /// How one tensor's rows are laid out.
@@ -214,7 +258,7 @@ pub struct TensorFormat {
     /// Element type.
     pub dtype: DType,
     /// Elements per block (int8: per scale, a multiple of 32 or a whole row, stored as one
-    /// scale per 32; f32/f16/int4: [`BLOCK_ELEMS`]).
+    /// scale per 32; q4m–q6m: 32 or 64; f32/f16/int4: [`BLOCK_ELEMS`]).
     #[serde(with = "postcard::fixint::le")]
     pub block: u32,
     /// f32 values appended to each row (the LM head's outlier channels).
@@ -237,6 +281,10 @@ impl TensorFormat {
             DType::F16 => 2 * BLOCK_ELEMS,
             DType::Int8 => PAIR_BYTES,
             DType::Int4 => 2 + BLOCK_ELEMS / 2,
+            DType::Q4M | DType::Q5M | DType::Q6M => crate::kernels::affine::block_bytes(
+                self.dtype.affine_bits().unwrap_or(4),
+                self.block as usize,
+            ),
         }
     }
 
@@ -244,6 +292,7 @@ impl TensorFormat {
     pub fn unit_elems(&self) -> usize {
         match self.dtype {
             DType::Int8 => 2 * BLOCK_ELEMS,
+            DType::Q4M | DType::Q5M | DType::Q6M => self.block as usize,
             _ => BLOCK_ELEMS,
         }
     }
@@ -252,7 +301,7 @@ impl TensorFormat {
     pub fn weight_bytes(&self, cols: usize) -> usize {
         match self.dtype {
             DType::Int8 => int8_row_bytes(cols),
-            _ => cols / BLOCK_ELEMS * self.unit_bytes(),
+            _ => cols / self.unit_elems().max(1) * self.unit_bytes(),
         }
     }
 
@@ -274,6 +323,9 @@ impl fmt::Display for TensorFormat {
             DType::F16 => f.write_str("f16")?,
             DType::Int8 => write!(f, "int8 blocks of {}", self.block)?,
             DType::Int4 => write!(f, "int4 blocks of {}", self.block)?,
+            DType::Q4M | DType::Q5M | DType::Q6M => {
+                write!(f, "q{}m blocks of {}", self.dtype.affine_bits().unwrap_or(0), self.block)?
+            }
         }
         if self.extras > 0 {
             write!(f, " + {} f32 outlier channels", self.extras)?;

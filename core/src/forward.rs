@@ -9,8 +9,8 @@ use crate::error::Error;
 use crate::format::{DType, TensorFormat, TensorId, TensorKind};
 use crate::kernels::int8::{ActivationCode, Q_BLOCK};
 use crate::kernels::{
-    Kernels, LANES, Lanes, decode_f16, decode_f32, decode_int4, decode_int8, dot, dot_int4, dot_q4,
-    quantize_activations, reduce, reduce_blocks, sum,
+    Kernels, LANES, Lanes, affine, decode_f16, decode_f32, decode_int4, decode_int8, dot, dot_int4,
+    dot_q4, quantize_activations, reduce, reduce_blocks, sum,
 };
 use crate::kv::KvCache;
 use crate::layout::Layout;
@@ -539,8 +539,9 @@ enum Operands<'a> {
         dot: crate::kernels::IntDot,
         rows: crate::kernels::IntRows,
     },
-    /// Rows of `cols` 16-bit activations (a scale per 32) against int4 weights.
-    Int4 { q: &'a [i16], scales: &'a [f32], cols: usize },
+    /// Rows of `cols` 16-bit activations (a scale per 32) against int4 or q4m–q6m weights,
+    /// through `dot`.
+    Int4 { q: &'a [i16], scales: &'a [f32], cols: usize, dot: crate::kernels::Int16Dot },
 }
 
 /// The LM head's outlier channels, multiplied exactly from each row's f32 extras.
@@ -578,9 +579,9 @@ impl RowJob<'_> {
                 let s = &scales[a0 / Q_BLOCK..a1 / Q_BLOCK];
                 dot(w, &q[a0 * halves..a1 * halves], s, c0 / Q_BLOCK, lanes);
             }
-            Operands::Int4 { q, scales, cols } => {
+            Operands::Int4 { q, scales, cols, dot } => {
                 let (a0, a1) = (i * cols + c0, i * cols + c1);
-                dot_q4(w, &q[a0..a1], &scales[a0 / Q_BLOCK..a1 / Q_BLOCK], &mut lanes[0]);
+                dot(w, &q[a0..a1], &scales[a0 / Q_BLOCK..a1 / Q_BLOCK], &mut lanes[0]);
             }
         }
     }
@@ -774,7 +775,12 @@ fn prepare<'a>(
         (DType::F32, _) => return Operands::Float { x, stride, dot: kernels.dot_f32 },
         (DType::F16, _) => return Operands::Float { x, stride, dot: kernels.dot_f16 },
         (DType::Int4, Activations::F32) => return Operands::Float { x, stride, dot: dot_int4 },
-        (DType::Int4, _) | (DType::Int8, _) => activations.code(),
+        (DType::Q4M | DType::Q5M | DType::Q6M, Activations::F32) => {
+            let bits = format.dtype.affine_bits().unwrap_or(4);
+            let dot = affine::float_kernel(bits, format.block as usize);
+            return Operands::Float { x, stride, dot };
+        }
+        _ => activations.code(),
     };
     let halves = code.halves();
     for i in 0..n {
@@ -800,7 +806,11 @@ fn prepare<'a>(
             dot: kernels.dot_i8_i16,
             rows: kernels.rows_i8_i16,
         },
-        _ => Operands::Int4 { q, scales, cols },
+        (DType::Int4, _) => Operands::Int4 { q, scales, cols, dot: dot_q4 },
+        (dtype, _) => {
+            let bits = dtype.affine_bits().unwrap_or(4);
+            Operands::Int4 { q, scales, cols, dot: affine::int_kernel(bits, format.block as usize) }
+        }
     }
 }
 
@@ -811,6 +821,9 @@ fn decode(format: &TensorFormat, w: &[u8], out: &mut [f32]) {
         DType::F16 => decode_f16(w, out),
         DType::Int8 => decode_int8(w, out),
         DType::Int4 => decode_int4(w, out),
+        DType::Q4M | DType::Q5M | DType::Q6M => {
+            affine::decoder(format.dtype.affine_bits().unwrap_or(4), format.block as usize)(w, out)
+        }
     }
 }
 

@@ -275,10 +275,13 @@ impl Layout {
         }
     }
 
-    /// Whether any matrix is stored as int8, and whether any as int4.
+    /// Whether any matrix is stored as int8, and whether any as int4 or q4m–q6m (the formats
+    /// read against one 16-bit activation per element).
     pub fn integer_matrices(&self) -> (bool, bool) {
         let dtypes = (0..self.tensor_count()).map(|i| self.format(self.id_at(i)).dtype);
-        dtypes.fold((false, false), |(i8, i4), t| (i8 || t == DType::Int8, i4 || t == DType::Int4))
+        dtypes.fold((false, false), |(i8, i4), t| {
+            (i8 || t == DType::Int8, i4 || t == DType::Int4 || t.affine_bits().is_some())
+        })
     }
 
     /// Largest block (or row-extras run) any tensor has: the least a chunk buffer must hold.
@@ -302,6 +305,11 @@ fn tensor_format(format: MatrixFormat, cols: usize) -> TensorFormat {
         MatrixFormat::Int4 => {
             TensorFormat { dtype: DType::Int4, block: BLOCK_ELEMS as u32, extras: 0 }
         }
+        MatrixFormat::Affine { bits, block } => TensorFormat {
+            dtype: DType::affine(bits).unwrap_or(DType::Q4M),
+            block: u32::from(block),
+            extras: 0,
+        },
     }
 }
 
@@ -346,6 +354,13 @@ fn check_quant(config: &ModelConfig, quant: &QuantScheme) -> Result<(), QuantErr
 
 /// Checks one matrix format's block size against the rows it must divide.
 fn check_format(config: &ModelConfig, format: MatrixFormat) -> Result<(), QuantError> {
+    if let MatrixFormat::Affine { bits, block } = format
+        && (DType::affine(bits).is_none()
+            || !matches!(block, 32 | 64)
+            || !config.n_embd.is_multiple_of(u32::from(block)))
+    {
+        return Err(QuantError::AffineShape { bits, block, n_embd: config.n_embd });
+    }
     if let MatrixFormat::Int8 { block } = format {
         let fits = block == 0
             || ((block as usize).is_multiple_of(BLOCK_ELEMS)

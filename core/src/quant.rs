@@ -4,6 +4,7 @@
 
 use half::f16;
 
+use crate::kernels::affine::MAX_BLOCK;
 use crate::kernels::f16_to_f32;
 use crate::kernels::int8::{Q_BLOCK, int8_block_offset};
 
@@ -78,6 +79,109 @@ pub fn encode_int4(x: &[f32], out: &mut [u8]) {
     }
 }
 
+/// Candidate step sizes the scale-and-minimum search tries per block, around the min–max one.
+const AFFINE_STEPS: usize = 24;
+
+/// Refits of `d` and `m` to the best candidate's rounded values.
+const AFFINE_REFITS: usize = 2;
+
+/// Encodes one row `x` (a multiple of `block` long; `block` 32 or 64) as `bits`-bit
+/// scale-and-minimum blocks ([`crate::kernels::affine`]), choosing each block's `d` and `m` to
+/// minimize `Σ imp_k · (x_k − d·q_k − m)²`: `imp` weighs each input (the mean square of the
+/// activations it meets, from calibration; all ones for plain least squares). For each
+/// candidate step (the min–max range over `2^bits − 1 + t/4 − 3`), the values are rounded, `d`
+/// and `m` refitted by weighted least squares, both rounded to f16 and the values rounded again
+/// against them; the candidate with the least weighted error wins, and is refitted to its own
+/// values while that helps. `out` holds `x.len() / block · block_bytes(bits, block)` bytes.
+/// Returns the row's weighted squared error.
+pub fn encode_affine(x: &[f32], imp: &[f32], bits: u32, block: usize, out: &mut [u8]) -> f64 {
+    let size = crate::kernels::affine::block_bytes(bits, block);
+    let mut total = 0.0f64;
+    for ((xb, wb), ob) in
+        x.chunks_exact(block).zip(imp.chunks_exact(block)).zip(out.chunks_exact_mut(size))
+    {
+        let fit = fit_affine_block(xb, wb, bits);
+        ob[..2].copy_from_slice(&fit.d.to_le_bytes());
+        ob[2..4].copy_from_slice(&fit.m.to_le_bytes());
+        crate::kernels::affine::pack_values(&fit.q[..block], bits, &mut ob[4..]);
+        total += fit.err;
+    }
+    total
+}
+
+/// One block's stored scale and minimum (f16 bits), values and weighted squared error.
+struct AffineFit {
+    d: u16,
+    m: u16,
+    q: [u8; MAX_BLOCK],
+    err: f64,
+}
+
+/// The values of one block rounded against the decoded `d` and `m`, and the weighted error.
+fn round_affine(x: &[f32], imp: &[f32], d: f32, m: f32, top: f32) -> ([u8; MAX_BLOCK], f64) {
+    let mut q = [0u8; MAX_BLOCK];
+    let mut err = 0.0f64;
+    for (k, (&v, &w)) in x.iter().zip(imp).enumerate() {
+        let qk = if d == 0.0 { 0.0 } else { libm::roundf((v - m) / d).clamp(0.0, top) };
+        q[k] = qk as u8;
+        let e = f64::from(v) - f64::from(d * qk + m);
+        err += f64::from(w) * e * e;
+    }
+    (q, err)
+}
+
+/// The weighted least-squares `(d, m)` of `x ≈ d·q + m`, if the values are not all equal.
+fn least_squares(x: &[f32], imp: &[f32], q: impl Iterator<Item = f32>) -> Option<(f32, f32)> {
+    let (mut sw, mut sq, mut sqq, mut sx, mut sqx) = (0.0f64, 0.0, 0.0, 0.0, 0.0);
+    for ((&v, &w), q) in x.iter().zip(imp).zip(q) {
+        let (w, v, q) = (f64::from(w), f64::from(v), f64::from(q));
+        sw += w;
+        sq += w * q;
+        sqq += w * q * q;
+        sx += w * v;
+        sqx += w * q * v;
+    }
+    let det = sw * sqq - sq * sq;
+    (det > 0.0).then(|| (((sw * sqx - sq * sx) / det) as f32, ((sqq * sx - sq * sqx) / det) as f32))
+}
+
+/// The best fit of one block (see [`encode_affine`]).
+fn fit_affine_block(x: &[f32], imp: &[f32], bits: u32) -> AffineFit {
+    let top = ((1u32 << bits) - 1) as f32;
+    let lo = x.iter().fold(f32::INFINITY, |a, &v| a.min(v));
+    let hi = x.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+    let try_pair = |d: f32, m: f32| {
+        let (d, m) = (f16::from_f32(d).to_bits(), f16::from_f32(m).to_bits());
+        let (q, err) = round_affine(x, imp, f16_to_f32(d), f16_to_f32(m), top);
+        AffineFit { d, m, q, err }
+    };
+    let mut best = try_pair((hi - lo) / top, lo);
+    if hi.partial_cmp(&lo) != Some(core::cmp::Ordering::Greater) || !best.err.is_finite() {
+        return best;
+    }
+    for t in 0..=AFFINE_STEPS {
+        let iscale = (top + t as f32 / 4.0 - 3.0) / (hi - lo);
+        let rounded = x.iter().map(|&v| libm::roundf((v - lo) * iscale).clamp(0.0, top));
+        if let Some((d, m)) = least_squares(x, imp, rounded) {
+            let candidate = try_pair(d, m);
+            if candidate.err < best.err {
+                best = candidate;
+            }
+        }
+    }
+    for _ in 0..AFFINE_REFITS {
+        let Some((d, m)) = least_squares(x, imp, best.q.iter().map(|&q| f32::from(q))) else {
+            break;
+        };
+        let candidate = try_pair(d, m);
+        if candidate.err >= best.err {
+            break;
+        }
+        best = candidate;
+    }
+    best
+}
+
 /// Quantizes `x` to int8 with one f32 scale per `group` elements (the KV cache's per-head
 /// scales), writing the scales to `scales` and the values to `q`.
 pub fn encode_int8_groups(x: &[f32], group: usize, scales: &mut [f32], q: &mut [i8]) {
@@ -125,6 +229,68 @@ mod tests {
                 assert!((a - b).abs() <= 0.5 * d + 1e-6, "{a} vs {b}, step {d}");
             }
         }
+    }
+
+    #[test]
+    fn affine_round_trip_error_is_within_half_a_step_and_beats_min_max() {
+        let mut seed = 9u64;
+        let x: Vec<f32> = (0..256).map(|_| crate::kernels::tests::lcg(&mut seed) * 0.1).collect();
+        let ones = vec![1.0f32; 256];
+        for (bits, block) in [(4, 32), (5, 32), (6, 32), (4, 64), (5, 64), (6, 64)] {
+            let size = crate::kernels::affine::block_bytes(bits, block);
+            let mut bytes = vec![0u8; 256 / block * size];
+            let err = encode_affine(&x, &ones, bits, block, &mut bytes);
+            let mut back = vec![0.0; 256];
+            crate::kernels::affine::decoder(bits, block)(&bytes, &mut back);
+            let mut sq = 0.0f64;
+            for (blk, (xb, bb)) in x.chunks(block).zip(back.chunks(block)).enumerate() {
+                let word = |i: usize| {
+                    u16::from_le_bytes([bytes[size * blk + i], bytes[size * blk + i + 1]])
+                };
+                let (d, m) = (f16_to_f32(word(0)), f16_to_f32(word(2)));
+                let (lo, hi) = (
+                    m.min(m + d * ((1 << bits) - 1) as f32),
+                    m.max(m + d * ((1 << bits) - 1) as f32),
+                );
+                for (a, b) in xb.iter().zip(bb) {
+                    // In range, the nearest level (at most half a step off); clipped, the end.
+                    let bound = if (lo..=hi).contains(a) {
+                        0.5 * d.abs() + 1e-4
+                    } else {
+                        (a - a.clamp(lo, hi)).abs() + 1e-4
+                    };
+                    assert!((a - b).abs() <= bound, "{bits}: {a} vs {b}, step {d}");
+                    sq += f64::from(a - b).powi(2);
+                }
+            }
+            assert!((sq - err).abs() <= 1e-9 + 1e-6 * sq, "{bits}: reported {err}, found {sq}");
+            // Plain min–max rounding, for comparison.
+            let mut naive = 0.0f64;
+            for xb in x.chunks(block) {
+                let lo = xb.iter().fold(f32::INFINITY, |a, &v| a.min(v));
+                let hi = xb.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+                let d = f16_to_f32(f16::from_f32((hi - lo) / ((1 << bits) - 1) as f32).to_bits());
+                let m = f16_to_f32(f16::from_f32(lo).to_bits());
+                naive += round_affine(xb, &ones[..block], d, m, ((1 << bits) - 1) as f32).1;
+            }
+            assert!(err <= naive, "{bits}: searched {err} vs min-max {naive}");
+        }
+    }
+
+    #[test]
+    fn affine_weights_favour_the_important_inputs() {
+        let mut seed = 21u64;
+        let x: Vec<f32> = (0..32).map(|_| crate::kernels::tests::lcg(&mut seed)).collect();
+        let mut imp = vec![1.0f32; 32];
+        imp[7] = 1e4;
+        let mut plain = vec![0u8; 20];
+        let mut weighted = vec![0u8; 20];
+        encode_affine(&x, &[1.0; 32], 4, 32, &mut plain);
+        encode_affine(&x, &imp, 4, 32, &mut weighted);
+        let (mut a, mut b) = (vec![0.0; 32], vec![0.0; 32]);
+        crate::kernels::affine::decode::<4, 32>(&plain, &mut a);
+        crate::kernels::affine::decode::<4, 32>(&weighted, &mut b);
+        assert!((b[7] - x[7]).abs() <= (a[7] - x[7]).abs(), "{} {} {}", x[7], a[7], b[7]);
     }
 
     #[test]

@@ -218,6 +218,40 @@ pub const ESP32C6: Board = Board {
     buses: &[Bus::Spi { hz: 20e6 }],
 };
 
+/// Instructions per token of a pack with q4m–q6m matrices over the int8 pack's, integer
+/// activation paths: qemu-m33 `--icount`, the `qemu_m33` test's 8 × 256 model packed compact
+/// (63,590,250: unpacking in Rust, the sums in the int8 kernels' `SMLAD` block) against int8
+/// (15,218,950).
+pub const AFFINE_INT_RATIO: f64 = 63_590_250.0 / 15_218_950.0;
+/// The same on the f32 path, plain kernels (141,729,450 against 20,271,700).
+pub const AFFINE_F32_RATIO: f64 = 141_729_450.0 / 20_271_700.0;
+
+/// Whether `layout`'s pack has q4m–q6m matrices (whose kernels cost more than int8's).
+pub fn has_affine(layout: &Layout) -> bool {
+    (0..layout.tensor_count()).any(|i| layout.format(layout.id_at(i)).dtype.affine_bits().is_some())
+}
+
+/// `path`'s measured cost (the int8 pack's) for `layout`'s pack: scaled by
+/// [`AFFINE_INT_RATIO`] or [`AFFINE_F32_RATIO`] when the pack has q4m–q6m matrices.
+pub fn path_cost(layout: &Layout, path: &PathCost) -> PathCost {
+    if !has_affine(layout) {
+        return *path;
+    }
+    let ratio = match path.activations {
+        Activations::Int8 | Activations::Int16 => AFFINE_INT_RATIO,
+        Activations::F32 => AFFINE_F32_RATIO,
+    };
+    let scale = |n: u64| (n as f64 * ratio) as u64;
+    PathCost {
+        activations: path.activations,
+        token: InstructionCount {
+            total: scale(path.token.total),
+            in_row_jobs: scale(path.token.in_row_jobs),
+        },
+        prompt: scale(path.prompt),
+    }
+}
+
 /// The model's assumptions about the card and the CPU.
 #[derive(Clone, Copy, Debug)]
 pub struct Assumptions {
@@ -508,7 +542,8 @@ pub fn report(layout: &Layout, board: &Board, commands: u64, a: &Assumptions) ->
         "|---|---:|---:|---:|---:|---:|{}",
         if board.cores > 1 { "---:|" } else { "" }
     );
-    for path in board.paths {
+    let paths: Vec<PathCost> = board.paths.iter().map(|p| path_cost(layout, p)).collect();
+    for path in &paths {
         let default = if path.activations == board.activations { " (console default)" } else { "" };
         let jobs = if path.token.in_row_jobs == 0 {
             "-".to_owned()
@@ -537,7 +572,7 @@ pub fn report(layout: &Layout, board: &Board, commands: u64, a: &Assumptions) ->
     for bus in board.buses {
         let mode = if bus.overlapped() { "overlapped" } else { "read then compute" };
         let t = transfer(layout, board, bus, commands, 0, a);
-        for path in board.paths {
+        for path in &paths {
             for cores in 1..=board.cores {
                 let cpu = compute_seconds(path.token, cores, hz) + t.cpu_seconds;
                 let serial = pass_seconds(&t, board, path.token, cores, false, a);
@@ -576,6 +611,14 @@ pub fn report(layout: &Layout, board: &Board, commands: u64, a: &Assumptions) ->
             out,
             "\nspeculate 4, {}: {} weight passes for {} tokens, {} drafts verified in {} passes",
             run.what, run.passes, run.tokens, run.drafted, run.drafting_passes
+        );
+    }
+    if has_affine(layout) {
+        let _ = writeln!(
+            out,
+            "\ninstructions: the int8 pack's measured counts x {AFFINE_INT_RATIO:.2} (integer paths) \
+             and x {AFFINE_F32_RATIO:.2} (f32), the q4m-q6m kernels' cost on qemu-m33's 8 x 256 \
+             model (AFFINE_INT_RATIO, AFFINE_F32_RATIO)"
         );
     }
     let _ = writeln!(

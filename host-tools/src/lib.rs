@@ -2,7 +2,9 @@
 
 pub mod bench;
 pub mod board_model;
+pub mod calibrate;
 pub mod checkpoint;
+pub mod compact;
 pub mod cpu;
 pub mod download;
 pub mod eval;

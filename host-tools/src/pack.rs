@@ -6,15 +6,17 @@
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::Path;
 
+use picogpt_core::format::DType;
 use picogpt_core::format::{
     ALIGNMENT, EMPTY_SLOT, FORMAT_VERSION, FormatOverride, Header, MAX_OUTLIERS, MAX_OVERRIDES,
     ManifestHead, NO_LAYER, TensorEntry, TokenizerHead, token_hash,
 };
-use picogpt_core::kernels::{decode_f16, decode_f32, decode_int4, decode_int8};
+use picogpt_core::kernels::{affine, decode_f16, decode_f32, decode_int4, decode_int8};
 use picogpt_core::layout::{Layout, align_up};
-use picogpt_core::quant::{encode_f16, encode_f32, encode_int4, encode_int8};
+use picogpt_core::quant::{encode_affine, encode_f16, encode_f32, encode_int4, encode_int8};
 use picogpt_core::{MatrixFormat, QuantScheme, TensorId, TensorKind};
 
+use crate::calibrate::Calibration;
 use crate::partial::PartialFile;
 use crate::reference;
 use crate::tokenizer::Tokenizer;
@@ -27,7 +29,7 @@ const CALIBRATION_TOKENS: usize = 32;
 const OUTLIER_RATIO: f32 = 8.0;
 
 /// What to pack.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PackOptions {
     /// Format of the weight matrices.
     pub matrices: MatrixFormat,
@@ -35,6 +37,14 @@ pub struct PackOptions {
     pub lm_head_outliers: bool,
     /// Matrices stored in another format than `matrices`.
     pub overrides: Vec<FormatOverride>,
+    /// The `compact` preset: choose every matrix's format (q4m, q5m or q6m) so the matrices
+    /// take at most this fraction of their int8 bytes (see [`crate::compact`]); `matrices`
+    /// and `overrides` are then replaced by the choice.
+    pub compact: Option<f64>,
+    /// Token ids of the calibration text the scale-and-minimum formats weigh their errors
+    /// by (default: [`crate::calibrate::CALIBRATION_TEXT`] through the pack's tokenizer; without
+    /// either, every input counts the same).
+    pub calibration_tokens: Option<Vec<u32>>,
 }
 
 /// The format int4 packs keep the LM head in: int4 flips too many greedy picks there (see
@@ -49,7 +59,20 @@ impl PackOptions {
         } else {
             Vec::new()
         };
-        Self { matrices, lm_head_outliers, overrides }
+        Self { matrices, lm_head_outliers, overrides, compact: None, calibration_tokens: None }
+    }
+
+    /// The `compact` preset at `budget` × int8's matrix bytes.
+    pub fn compact(budget: f64) -> Self {
+        let q4m = MatrixFormat::Affine { bits: 4, block: 32 };
+        Self { compact: Some(budget), ..Self::new(q4m, false) }
+    }
+
+    /// Whether these options need calibration statistics.
+    fn calibrates(&self) -> bool {
+        self.compact.is_some()
+            || matches!(self.matrices, MatrixFormat::Affine { .. })
+            || self.overrides.iter().any(|o| matches!(o.format, MatrixFormat::Affine { .. }))
     }
 }
 
@@ -109,6 +132,11 @@ pub struct PackSummary {
     pub kinds: Vec<KindSummary>,
     /// File length.
     pub file_bytes: u64,
+    /// What the `compact` preset chose, tensor by tensor (empty for other packs).
+    pub compact: Vec<crate::compact::Choice>,
+    /// Positions of calibration text the scale-and-minimum formats were fitted to (0: none,
+    /// plain least squares).
+    pub calibration_positions: usize,
 }
 
 impl PackSummary {
@@ -126,6 +154,26 @@ pub fn pack(
     out: &Path,
     mut progress: impl FnMut(u64, u64, TensorId),
 ) -> Result<PackSummary, PackError> {
+    let calibration = if opts.calibrates() {
+        let tokens = opts
+            .calibration_tokens
+            .clone()
+            .or_else(|| tokenizer.map(|t| t.encode(crate::calibrate::CALIBRATION_TEXT)));
+        match tokens {
+            Some(tokens) if !tokens.is_empty() => Some(Calibration::measure(weights, &tokens)?),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let mut chosen = Vec::new();
+    let opts = &match opts.compact {
+        Some(budget) => {
+            chosen = crate::compact::choose(weights, calibration.as_ref(), budget);
+            crate::compact::options(&chosen, opts)
+        }
+        None => opts.clone(),
+    };
     let mut quant = QuantScheme::uniform(opts.matrices);
     for &o in &opts.overrides {
         quant.overrides.push(o).map_err(|_| PackError::TooManyOverrides(opts.overrides.len()))?;
@@ -163,7 +211,8 @@ pub fn pack(
         let mut entry = layout.expected_entry(id);
         pad_to(&mut file, &mut pos, entry.offset).map_err(io)?;
         let original = rows_of(weights, id);
-        let bytes = encode(&layout, id, &original);
+        let importance = calibration.as_ref().and_then(|c| c.importance(id));
+        let bytes = encode(&layout, id, &original, importance.as_deref());
         debug_assert_eq!(bytes.len() as u64, entry.len);
         entry.crc32 = crc32fast::hash(&bytes);
         file.write_all(&bytes).map_err(io)?;
@@ -194,7 +243,13 @@ pub fn pack(
     for k in &mut kinds {
         k.rel_rms_error = (k.sq_err / k.sq_ref.max(f64::MIN_POSITIVE)).sqrt();
     }
-    Ok(PackSummary { quant, kinds, file_bytes: layout.file_len() })
+    Ok(PackSummary {
+        quant,
+        kinds,
+        file_bytes: layout.file_len(),
+        compact: chosen,
+        calibration_positions: calibration.map_or(0, |c| c.positions),
+    })
 }
 
 /// The tokenizer sections' bytes, ready to be placed after the weights.
@@ -301,7 +356,7 @@ fn pad_to(file: &mut impl Write, pos: &mut u64, target: u64) -> std::io::Result<
 
 /// A tensor as `[rows, cols]` rows in the order the forward pass reads them: Conv1D weights
 /// (stored `[in, out]`) transposed so each output's inputs are contiguous.
-fn rows_of(weights: &Gpt2Weights, id: TensorId) -> Vec<f32> {
+pub(crate) fn rows_of(weights: &Gpt2Weights, id: TensorId) -> Vec<f32> {
     let d = weights.config.embd();
     let layer = || &weights.layers[usize::from(id.layer)];
     let t = |w: &[f32], n_in: usize, n_out: usize| transpose(w, n_in, n_out);
@@ -342,16 +397,23 @@ fn transpose(w: &[f32], n_in: usize, n_out: usize) -> Vec<f32> {
     out
 }
 
-/// Encodes `[rows, cols]` values in the tensor's storage format.
-fn encode(layout: &Layout, id: TensorId, rows: &[f32]) -> Vec<u8> {
+/// Encodes `[rows, cols]` values in the tensor's storage format; the scale-and-minimum
+/// formats weigh column `c`'s errors by `importance[c]` (all alike without it).
+fn encode(layout: &Layout, id: TensorId, rows: &[f32], importance: Option<&[f32]>) -> Vec<u8> {
     let format = layout.format(id);
     let cols = layout.shape(id.kind).1;
     let outliers = side_channels(layout, id);
     let row_bytes = format.row_bytes(cols);
     let mut out = vec![0u8; rows.len() / cols * row_bytes];
     let mut scratch = vec![0.0f32; cols];
+    let ones = vec![1.0f32; cols];
+    let importance = importance.unwrap_or(&ones);
     for (row, dst) in rows.chunks_exact(cols).zip(out.chunks_exact_mut(row_bytes)) {
         match format.dtype {
+            DType::Q4M | DType::Q5M | DType::Q6M => {
+                let bits = format.dtype.affine_bits().unwrap_or(4);
+                encode_affine(row, importance, bits, format.block as usize, dst);
+            }
             picogpt_core::format::DType::F32 => encode_f32(row, dst),
             picogpt_core::format::DType::F16 => encode_f16(row, dst),
             picogpt_core::format::DType::Int4 => encode_int4(row, dst),
@@ -384,6 +446,11 @@ fn decode(layout: &Layout, id: TensorId, bytes: &[u8]) -> Vec<f32> {
     let mut out = vec![0.0f32; bytes.len() / row_bytes * cols];
     for (src, row) in bytes.chunks_exact(row_bytes).zip(out.chunks_exact_mut(cols)) {
         match format.dtype {
+            DType::Q4M | DType::Q5M | DType::Q6M => {
+                affine::decoder(format.dtype.affine_bits().unwrap_or(4), format.block as usize)(
+                    src, row,
+                );
+            }
             picogpt_core::format::DType::F32 => decode_f32(src, row),
             picogpt_core::format::DType::F16 => decode_f16(src, row),
             picogpt_core::format::DType::Int4 => decode_int4(src, row),

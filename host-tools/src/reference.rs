@@ -119,6 +119,12 @@ pub struct LayerCache {
 ///
 /// `x` is the output of `ln_1`; the new keys and values are appended to `cache`.
 pub fn mha(x: &[f32], attn: &LayerWeights, n_head: usize, cache: &mut LayerCache) -> Vec<f32> {
+    // [n_seq, n_embd] -> [n_seq, n_embd]
+    linear(&attend(x, attn, n_head, cache), &attn.attn_c_proj_weight, &attn.attn_c_proj_bias)
+}
+
+/// The heads' outputs side by side, before `attn.c_proj`: [`mha`] without its projection.
+pub fn attend(x: &[f32], attn: &LayerWeights, n_head: usize, cache: &mut LayerCache) -> Vec<f32> {
     let n_embd = attn.attn_c_proj_bias.len();
     let head = n_embd / n_head;
     let n_seq = x.len() / n_embd;
@@ -154,8 +160,7 @@ pub fn mha(x: &[f32], attn: &LayerWeights, n_head: usize, cache: &mut LayerCache
             }
         }
     }
-    // [n_seq, n_embd] -> [n_seq, n_embd]
-    linear(&out, &attn.attn_c_proj_weight, &attn.attn_c_proj_bias)
+    out
 }
 
 /// Position-wise feed-forward network; `x` is the output of `ln_2`.

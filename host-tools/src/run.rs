@@ -478,5 +478,6 @@ pub fn quant_name(format: &picogpt_core::MatrixFormat) -> String {
         picogpt_core::MatrixFormat::F16 => "f16".into(),
         picogpt_core::MatrixFormat::Int8 { .. } => "int8".into(),
         picogpt_core::MatrixFormat::Int4 => "int4".into(),
+        picogpt_core::MatrixFormat::Affine { bits, block } => format!("q{bits}m/{block}"),
     }
 }

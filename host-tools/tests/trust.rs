@@ -121,6 +121,11 @@ fn eval_without_packs_packs_every_format_and_reads_every_activation_path() {
     let runs: Vec<(&str, &str)> =
         report.packs.iter().map(|q| (q.format.as_str(), q.activations.as_str())).collect();
     let int4 = "int4 (blocks of 32), wte int8 (blocks of 32)";
+    let (runs, compact) = runs.split_at(8);
+    // The compact pack's formats are its own choice; every one is q4m-q6m.
+    let paths: Vec<&str> = compact.iter().map(|r| r.1).collect();
+    assert_eq!(paths, ["f32", "int16", "int8"], "{compact:?}");
+    assert!(compact.iter().all(|r| r.0.starts_with('q') && r.0.contains("scale + min")));
     assert_eq!(
         runs,
         [
@@ -141,6 +146,13 @@ fn eval_without_packs_packs_every_format_and_reads_every_activation_path() {
 }
 
 #[test]
+fn eval_refuses_the_calibration_text() {
+    let text = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/calibration-kjv-genesis.txt");
+    let err = fails(&["eval", "--text", text]);
+    assert!(err.contains("is the calibration text"), "{err}");
+}
+
+#[test]
 fn eval_defaults_to_the_learned_model_and_its_held_out_passage() {
     let out = succeeds(&["eval"]);
     assert!(out.contains("weights/kjv-4x128"), "{out}");
@@ -149,5 +161,7 @@ fn eval_defaults_to_the_learned_model_and_its_held_out_passage() {
         "{out}"
     );
     let rows = out.lines().filter(|l| l.starts_with("(made here) model-")).count();
-    assert_eq!(rows, 8, "{out}");
+    assert_eq!(rows, 11, "{out}");
+    let compact = out.lines().filter(|l| l.starts_with("(made here) model-compact.pgpt")).count();
+    assert_eq!(compact, 3, "{out}");
 }

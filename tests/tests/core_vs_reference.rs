@@ -122,6 +122,15 @@ fn int4_pack_stays_within_its_error_bound() {
 }
 
 #[test]
+fn scale_and_minimum_packs_stay_within_their_error_bounds() {
+    // Random weights at this width: looser than int8, tighter than int4 (bounds from
+    // measurement, about 1.5x what each width showed).
+    let q4 = check_quantized("q4m", MatrixFormat::Affine { bits: 4, block: 32 }, 12.0);
+    let q6 = check_quantized("q6m-64", MatrixFormat::Affine { bits: 6, block: 64 }, 4.5);
+    assert!(q6 < q4, "q6m error {q6} not below q4m's {q4}");
+}
+
+#[test]
 fn keeping_lm_head_outliers_in_f16_cuts_the_logit_error() {
     let (fixture, generation) = fixture();
     let seq = forced_sequence(generation);
@@ -157,6 +166,7 @@ fn chunk_size_does_not_change_a_bit() {
         ("f16-chunks", MatrixFormat::F16),
         ("int8-chunks", MatrixFormat::Int8 { block: 32 }),
         ("int4-chunks", MatrixFormat::Int4),
+        ("q5m-chunks", MatrixFormat::Affine { bits: 5, block: 64 }),
     ] {
         let pack = fixture.pack(name, matrices, true);
         let logits = |chunk_bytes| {

@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use common::*;
-use host_tools::eval::{EvalOptions, Reference, eval_pack};
+use host_tools::board_model::pass_bytes;
+use host_tools::compact::COMPACT_BUDGET;
+use host_tools::eval::{EvalOptions, Reference, eval_pack, open_pack};
 use host_tools::learned::{KJV_4X32_DIR, KJV_4X128_DIR, KJV_PASSAGE};
 use host_tools::pack::PackOptions;
 use host_tools::reference::{self, Generation};
@@ -266,4 +268,56 @@ fn the_small_models_int4_pack_fits_the_pico2_flash_and_reads_english() {
     // Far below the 50257 of a model that knows nothing, and int4 costs it little.
     assert!(reference.perplexity() < 300.0, "{}", reference.perplexity());
     assert!(q.perplexity_ratio < 1.25, "int4 perplexity × {}", q.perplexity_ratio);
+}
+
+/// Top-2 gap above which the compact preset must keep the reference's greedy pick.
+const COMPACT_CLEAR_GAP: f32 = 0.05;
+
+#[test]
+fn compact_pack_keeps_greedy_text_where_the_top_two_differ_by_more_than_a_twentieth() {
+    let Setup { fixture, passage, cases, .. } = setup();
+    let pack = fixture.pack_with("compact", &PackOptions::compact(COMPACT_BUDGET));
+    let int8 = fixture.pack("int8-vs-compact", MatrixFormat::Int8 { block: 32 }, true);
+    for activations in [Activations::F32, Activations::Int8] {
+        let (_, on_cases) = core_runs(&pack, activations);
+        let (mut clear, mut steps) = (0, 0);
+        for (k, (core, case)) in on_cases.iter().zip(cases).enumerate() {
+            for (step, (c, r)) in core.iter().zip(&case.logits).enumerate() {
+                let top = top_k(r, 2);
+                steps += 1;
+                if r[top[0]] - r[top[1]] > COMPACT_CLEAR_GAP {
+                    clear += 1;
+                    assert_eq!(
+                        argmax(c),
+                        top[0],
+                        "{activations:?}: prompt {k} step {step} flipped"
+                    );
+                }
+            }
+        }
+        println!("compact, {activations:?}: {clear} of {steps} greedy steps clear, none flipped");
+        assert!(clear * 2 > steps, "only {clear} of {steps} steps clear");
+    }
+    let opts = EvalOptions::default();
+    let q = eval_pack(&pack, passage, &opts, |_, _| {}).unwrap();
+    let q8 = eval_pack(&int8, passage, &opts, |_, _| {}).unwrap();
+    println!(
+        "learned 4x128 on Ruth 1: compact {} bytes, top-1 {:.1}%, KL {:.2e}; int8 {} bytes, top-1 \
+         {:.1}%, KL {:.2e}",
+        q.file_bytes,
+        100.0 * q.top1_agreement,
+        q.mean_kl,
+        q8.file_bytes,
+        100.0 * q8.top1_agreement,
+        q8.mean_kl
+    );
+    assert!(q.top1_agreement >= q8.top1_agreement - 0.03, "compact top-1 more than 3 points off");
+    assert!(q.mean_kl < 0.02, "compact mean KL {}", q.mean_kl);
+    let per_token = |pack: &Path| {
+        let (model, _) = open_pack(pack, &fixture.weights.config).unwrap();
+        pass_bytes(model.layout())
+    };
+    let (bytes, bytes8) = (per_token(&pack), per_token(&int8));
+    println!("bytes per token: compact {bytes}, int8 {bytes8}");
+    assert!((bytes as f64) <= 0.70 * bytes8 as f64, "compact reads {bytes}, int8 {bytes8}");
 }

@@ -57,9 +57,9 @@ fn tiny_pack() -> &'static Path {
 
 /// 8 blocks of width 256 and a 512-token vocabulary (so no tokenizer): 16 KiB per position
 /// of an f32 KV cache, so the emulated board's RAM holds only 29 of its 128.
-fn deep_pack() -> &'static Path {
-    static PACK: OnceLock<PathBuf> = OnceLock::new();
-    PACK.get_or_init(|| {
+fn deep_fixture() -> &'static Fixture {
+    static FIXTURE: OnceLock<Fixture> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
         let deep = ModelConfig {
             n_layer: 8,
             n_embd: 256,
@@ -68,7 +68,22 @@ fn deep_pack() -> &'static Path {
             vocab_size: 512,
             layer_norm_epsilon: 1e-5,
         };
-        Fixture::new("qemu_m33_deep", deep, 4).pack("int8", MatrixFormat::Int8 { block: 32 }, true)
+        Fixture::new("qemu_m33_deep", deep, 4)
+    })
+}
+
+/// The deep model packed int8.
+fn deep_pack() -> &'static Path {
+    static PACK: OnceLock<PathBuf> = OnceLock::new();
+    PACK.get_or_init(|| deep_fixture().pack("int8", MatrixFormat::Int8 { block: 32 }, true))
+}
+
+/// The deep model in q4m, q5m and q6m: the compact preset at a budget where it chooses all
+/// three widths.
+fn deep_compact_pack() -> &'static Path {
+    static PACK: OnceLock<PathBuf> = OnceLock::new();
+    PACK.get_or_init(|| {
+        deep_fixture().pack_with("compact", &host_tools::pack::PackOptions::compact(0.7))
     })
 }
 
@@ -81,6 +96,7 @@ fn the_emulated_m33_prints_what_the_host_prints_bit_for_bit() {
     for (pack, prompt, shape) in [
         (tiny_pack(), &PROMPT[..], "2 layers x 64"),
         (deep_pack(), &deep_prompt[..], "8 layers x 256"),
+        (deep_compact_pack(), &deep_prompt[..], "8 layers x 256, compact"),
     ] {
         let (path, tokens, n) = (pack.to_str().unwrap(), ids(prompt), 8);
         for activations in Activations::ALL {

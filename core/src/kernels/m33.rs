@@ -411,3 +411,38 @@ pub(super) fn dot_i8_split(w: &[u8], a: &[i16], s: &[f32], block0: usize, lanes:
         int8::dot_i8_split(w, a, s, block0 + done, lanes);
     }
 }
+
+/// `(Σ q·a, Σ a)` over 32 byte weights (natural order, four per word, each below 128) and
+/// their activations ([`int8::act_position`] order), with the int8 kernels' `SMLAD` block:
+/// once against the weights, once against bytes of ones. `None` when `a` is short or not
+/// word-aligned (the workspace never produces that).
+pub(super) fn isum_words(w: &[u32; 8], a: &[i16]) -> Option<(i32, i32)> {
+    const ONES: [u32; 8] = [0x0101_0101; 8];
+    if a.len() < Q_BLOCK || a.as_ptr() as usize % 4 != 0 {
+        return None;
+    }
+    let (sum, total): (i32, i32);
+    // SAFETY: each block reads the 8 words behind `r0` (`w`, `ONES`) and the 16 words of `a`
+    // behind `r1` (32 i16, word-aligned, checked above), and writes only the registers named.
+    unsafe {
+        asm!(
+            i16_block!(),
+            inout("r0") w.as_ptr() => _,
+            inout("r1") a.as_ptr() => _,
+            out("r2") sum,
+            out("r3") _, out("r4") _, out("r5") _, out("r8") _, out("r9") _, out("r10") _,
+            out("r11") _, out("r12") _, out("lr") _,
+            options(nostack, readonly),
+        );
+        asm!(
+            i16_block!(),
+            inout("r0") ONES.as_ptr() => _,
+            inout("r1") a.as_ptr() => _,
+            out("r2") total,
+            out("r3") _, out("r4") _, out("r5") _, out("r8") _, out("r9") _, out("r10") _,
+            out("r11") _, out("r12") _, out("lr") _,
+            options(nostack, readonly),
+        );
+    }
+    Some((sum, total))
+}

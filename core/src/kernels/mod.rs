@@ -20,6 +20,7 @@
 //! the `dsp` feature, the plain ones elsewhere); the host picks SIMD kernels at run time
 //! ([`x86::kernels`]). Every fast kernel has its plain twin here and is tested against it.
 
+pub mod affine;
 pub mod check;
 mod float;
 pub mod int8;
@@ -126,6 +127,10 @@ pub type IntDot = fn(w: &[u8], a: &[i16], s: &[f32], block0: usize, lanes: &mut 
 /// activations: the [`IntDot`] of each row from fresh lanes, then [`reduce_blocks`].
 pub type IntRows =
     fn(w: &[u8], row_bytes: usize, weight_bytes: usize, a: &[i16], s: &[f32], out: &mut [f32]);
+
+/// `acc += Σ_blocks` of whole blocks of 4- to 6-bit weights `w` against 16-bit activations
+/// `a` (one per element) with per-block scales `s`, block after block (see [`affine`]).
+pub type Int16Dot = fn(w: &[u8], a: &[i16], s: &[f32], acc: &mut f32);
 
 /// The kernels a forward pass calls: one set of bits, several speeds.
 ///

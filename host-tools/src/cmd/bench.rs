@@ -17,7 +17,7 @@ use host_tools::threads::ThreadPool;
 use host_tools::tokenizer::Tokenizer;
 use picogpt_core::{Activations, MatrixFormat, Model, ModelConfig};
 
-use super::pack::{INT8_BLOCK, pack_folder};
+use super::pack::{INT8_BLOCK, QuantArg, pack_folder};
 
 /// NumPy GPT-2 with a KV cache, the peer `--numpy` times (built in, so `bench` runs from any
 /// folder).
@@ -65,6 +65,9 @@ pub struct Args {
     /// SD commands per token for `--board` (measured on qemu-rv32's emulated card).
     #[arg(long, default_value_t = 22)]
     sd_commands: u64,
+    /// The pack `--board` models: `model-<quant>.pgpt` of `--model-dir` (made when missing).
+    #[arg(long, value_enum, default_value_t = QuantArg::Int8, requires = "board")]
+    quant: QuantArg,
 }
 
 /// `TOTAL` or `TOTAL:IN_ROW_JOBS` (a count without a split is all serial).
@@ -85,7 +88,7 @@ pub fn main(args: Args) -> Result<()> {
     guard::check_outputs(&[Output::folder("--model-dir", &args.model_dir)], &[])?;
     let config = ensure_checkpoint(&args.model_dir)?;
     if let Some(board) = &args.board {
-        return board_table(&args.model_dir, board, args.sd_commands);
+        return board_table(&args.model_dir, board, args.sd_commands, args.quant);
     }
     let packs = [
         ("f32", MatrixFormat::F32, &[Activations::F32][..]),
@@ -143,13 +146,12 @@ pub fn main(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Prints `host_tools::board_model`'s table for `board` over the int8 pack of `dir`.
-fn board_table(dir: &Path, board: &str, commands: u64) -> Result<()> {
-    let pack = dir.join("model-int8.pgpt");
+/// Prints `host_tools::board_model`'s table for `board` over the `quant` pack of `dir`.
+fn board_table(dir: &Path, board: &str, commands: u64, quant: QuantArg) -> Result<()> {
+    let pack = dir.join(format!("model-{}.pgpt", quant.name()));
     if !pack.exists() {
         println!("packing {}", pack.display());
-        let opts = PackOptions::new(MatrixFormat::Int8 { block: INT8_BLOCK }, true);
-        pack_folder(dir, &pack, &opts, true)?;
+        pack_folder(dir, &pack, &quant.options(INT8_BLOCK), true)?;
     }
     let storage = FileStorage::open(&pack).map_err(|e| anyhow!("{}: {e}", pack.display()))?;
     let model = Model::open(storage).map_err(|e| anyhow!("{}: {e}", pack.display()))?;

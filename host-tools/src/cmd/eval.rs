@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow, bail};
+use host_tools::calibrate::{CALIBRATION_NAME, CALIBRATION_TEXT};
 use host_tools::checkpoint;
 use host_tools::eval::{EvalOptions, EvalReport, PackQuality, Reference, eval_pack, open_pack};
 use host_tools::guard::{self, Output};
 use host_tools::learned::{KJV_4X128_DIR, KJV_PASSAGE, KJV_PASSAGE_NAME};
-use host_tools::pack::PackOptions;
 use host_tools::tokenizer::Tokenizer;
 use indicatif::{ProgressBar, ProgressStyle};
 use picogpt_core::Activations;
@@ -46,8 +46,8 @@ pub struct Args {
 }
 
 /// The packs `eval` makes when none are given.
-const DEFAULT_FORMATS: [QuantArg; 4] =
-    [QuantArg::F32, QuantArg::F16, QuantArg::Int8, QuantArg::Int4];
+const DEFAULT_FORMATS: [QuantArg; 5] =
+    [QuantArg::F32, QuantArg::F16, QuantArg::Int8, QuantArg::Int4, QuantArg::Compact];
 
 /// Every activation path, what the packs made here are read with by default.
 const ALL_PATHS: [Activations; 3] = [Activations::F32, Activations::Int16, Activations::Int8];
@@ -80,6 +80,12 @@ pub fn main(args: Args) -> Result<()> {
                     anyhow!("vocabulary of {} is not GPT-2's: give --tokens", config.vocab_size)
                 })?;
             let (text, source) = read_text(text.as_deref())?;
+            if text.trim() == CALIBRATION_TEXT.trim() {
+                bail!(
+                    "{source} is the calibration text the q4m-q6m packs are fitted to \
+                     ({CALIBRATION_NAME}): evaluate on another text"
+                );
+            }
             (tokenizer.encode(&text), source)
         }
     };
@@ -143,7 +149,7 @@ fn default_packs(model_dir: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
     for quant in DEFAULT_FORMATS {
         let out = dir.join(format!("model-{}.pgpt", quant.name()));
         println!("packing {} as {}", model_dir.display(), quant.name());
-        pack_folder(model_dir, &out, &PackOptions::new(quant.matrices(INT8_BLOCK), true), true)?;
+        pack_folder(model_dir, &out, &quant.options(INT8_BLOCK), true)?;
         packs.push(out);
     }
     Ok(packs)

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, anyhow, bail};
 use clap::ValueEnum;
 use host_tools::checkpoint;
+use host_tools::compact::COMPACT_BUDGET;
 use host_tools::guard::{self, Output};
 use host_tools::pack::{PackOptions, PackSummary, pack};
 use host_tools::tokenizer::Tokenizer;
@@ -50,6 +51,15 @@ pub enum QuantArg {
     Int4,
     F16,
     F32,
+    /// 4-bit scale-and-minimum blocks of 32, calibrated (every matrix, the LM head included).
+    Q4m,
+    /// 5-bit scale-and-minimum blocks of 32, calibrated.
+    Q5m,
+    /// 6-bit scale-and-minimum blocks of 32, calibrated.
+    Q6m,
+    /// q4m, q5m or q6m in blocks of 32 or 64 per matrix, chosen from calibration for at most
+    /// 0.68 × int8's matrix bytes (prints the table it chose).
+    Compact,
 }
 
 impl QuantArg {
@@ -60,6 +70,19 @@ impl QuantArg {
             Self::Int4 => "int4",
             Self::F16 => "f16",
             Self::F32 => "f32",
+            Self::Q4m => "q4m",
+            Self::Q5m => "q5m",
+            Self::Q6m => "q6m",
+            Self::Compact => "compact",
+        }
+    }
+
+    /// The pack options of this format alone (int8 with `block` inputs per scale).
+    pub fn options(self, block: u32) -> PackOptions {
+        match self {
+            Self::Compact => PackOptions::compact(COMPACT_BUDGET),
+            Self::Q4m | Self::Q5m | Self::Q6m => PackOptions::new(self.matrices(block), false),
+            _ => PackOptions::new(self.matrices(block), true),
         }
     }
 
@@ -70,6 +93,9 @@ impl QuantArg {
             Self::F16 => MatrixFormat::F16,
             Self::Int8 => MatrixFormat::Int8 { block },
             Self::Int4 => MatrixFormat::Int4,
+            Self::Q4m | Self::Compact => MatrixFormat::Affine { bits: 4, block: 32 },
+            Self::Q5m => MatrixFormat::Affine { bits: 5, block: 32 },
+            Self::Q6m => MatrixFormat::Affine { bits: 6, block: 32 },
         }
     }
 }
@@ -112,6 +138,9 @@ fn options(args: &Args) -> Result<PackOptions> {
             args.quant.name(),
             if args.quant == QuantArg::Int4 { " that keeps nothing in int8" } else { "" }
         );
+    }
+    if matches!(args.quant, QuantArg::Q4m | QuantArg::Q5m | QuantArg::Q6m | QuantArg::Compact) {
+        return Ok(args.quant.options(block));
     }
     let int8_lm_head = args.quant == QuantArg::Int8 || keep.contains(&"wte");
     if args.no_outliers && !int8_lm_head {
@@ -184,6 +213,9 @@ fn int8_override(name: &str, block: u32) -> Result<FormatOverride> {
 }
 
 fn print_summary(out: &Path, s: &PackSummary) {
+    if !s.compact.is_empty() {
+        print_compact(s);
+    }
     println!("packed {} as {}", out.display(), s.quant.matrices);
     for o in &s.quant.overrides {
         let every =
@@ -212,5 +244,43 @@ fn print_summary(out: &Path, s: &PackSummary) {
         "total",
         s.file_bytes,
         100.0 * s.file_bytes as f64 / s.f32_bytes() as f64
+    );
+}
+
+/// The table the `compact` preset chose from.
+fn print_compact(s: &PackSummary) {
+    use host_tools::compact::SHAPES;
+    let calibration = match s.calibration_positions {
+        0 => "no calibration text (plain least squares)".to_owned(),
+        n => format!("{n} positions of {}", host_tools::calibrate::CALIBRATION_NAME),
+    };
+    println!("compact: formats chosen from the weighted error in each shape ({calibration})");
+    print!("{:<24} {:>9} {:>12} {:>8}", "matrix", "format", "bytes", "vs int8");
+    for (bits, block) in SHAPES {
+        print!(" {:>9}", format!("q{bits}m/{block}"));
+    }
+    println!();
+    for c in &s.compact {
+        let (bits, block) = SHAPES[c.shape];
+        print!(
+            "{:<24} {:>9} {:>12} {:>7.1}%",
+            c.id.to_string(),
+            format!("q{bits}m/{block}"),
+            c.chosen_bytes(),
+            100.0 * c.chosen_bytes() as f64 / c.int8_bytes as f64,
+        );
+        for loss in c.loss {
+            print!(" {:>9}", if loss.is_finite() { format!("{loss:.2e}") } else { "-".into() });
+        }
+        println!();
+    }
+    let (bytes, int8): (u64, u64) =
+        s.compact.iter().fold((0, 0), |(a, b), c| (a + c.chosen_bytes(), b + c.int8_bytes));
+    println!(
+        "{:<24} {:>9} {:>12} {:>7.1}%   (loss per shape: weighted squared error / weighted signal)",
+        "matrices",
+        "",
+        bytes,
+        100.0 * bytes as f64 / int8 as f64
     );
 }
