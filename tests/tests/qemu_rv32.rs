@@ -162,6 +162,46 @@ fn the_emulated_rv32_prints_what_the_host_prints_bit_for_bit() {
     }
 }
 
+/// A compact pack (q4m–q6m matrices, the plain kernels on RV32) read from the card prints the
+/// host's bits on every activation path. A 512-token vocabulary keeps the run short.
+#[test]
+fn a_compact_pack_prints_what_the_host_prints_bit_for_bit() {
+    let Some(elf) = firmware() else { return };
+    let small = ModelConfig {
+        n_layer: 2,
+        n_embd: 128,
+        n_head: 2,
+        n_ctx: 64,
+        vocab_size: 512,
+        layer_norm_epsilon: 1e-5,
+    };
+    let pack = Fixture::new("qemu_rv32_compact", small, 12)
+        .pack_with("compact", &host_tools::pack::PackOptions::compact(0.7));
+    let card = card_image("compact", 64, &[("MODEL.PGP", &pack)]);
+    let prompt = [5, 17, 300];
+    for activations in Activations::ALL {
+        let name = activations.name();
+        let opts = RunOptions { activations, ..RunOptions::new(prompt.to_vec(), 3) };
+        let (expected, steps) = host_lines(&pack, &opts);
+        let args = [
+            "--sd",
+            card.to_str().unwrap(),
+            "--tokens",
+            &ids(&prompt),
+            "-n",
+            "3",
+            "--activations",
+            name,
+            "--bits",
+        ];
+        let out = qemu(elf, &args, "");
+        assert_eq!(out.code, Some(0), "{}", out.stdout);
+        let (printed, bits) = step_lines(&out.stdout);
+        assert_eq!(printed[..expected.len()], expected, "compact, {name}:\n{}", out.stdout);
+        assert_eq!(bits, host_bits(&steps), "compact, {name}");
+    }
+}
+
 /// SD commands QEMU's card saw, by name (`CMD18`, `ACMD41`), and the blocks it read.
 fn card_trace(stderr: &str) -> (BTreeMap<String, u64>, u64) {
     let mut commands = BTreeMap::new();
