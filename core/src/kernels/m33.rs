@@ -421,9 +421,18 @@ pub(super) fn isum_words(w: &[u32; 8], a: &[i16]) -> Option<(i32, i32)> {
     if a.len() < Q_BLOCK || a.as_ptr() as usize % 4 != 0 {
         return None;
     }
-    let (sum, total): (i32, i32);
-    // SAFETY: each block reads the 8 words behind `r0` (`w`, `ONES`) and the 16 words of `a`
-    // behind `r1` (32 i16, word-aligned, checked above), and writes only the registers named.
+    // SAFETY: `a` is word-aligned and holds 32 activations (checked above).
+    Some(unsafe { (block_sum(w, a), block_sum(&ONES, a)) })
+}
+
+/// `Σ w·a` over one block: 32 byte weights in `w`'s words against the first 32 of `a`.
+///
+/// # Safety
+/// `a` must be word-aligned and at least 32 long.
+unsafe fn block_sum(w: &[u32; 8], a: &[i16]) -> i32 {
+    let sum: i32;
+    // SAFETY: the block reads the 8 words behind `r0` (`w`) and the 16 words of `a` behind
+    // `r1` (32 i16, word-aligned: the caller's contract), and writes only the registers named.
     unsafe {
         asm!(
             i16_block!(),
@@ -434,15 +443,6 @@ pub(super) fn isum_words(w: &[u32; 8], a: &[i16]) -> Option<(i32, i32)> {
             out("r11") _, out("r12") _, out("lr") _,
             options(nostack, readonly),
         );
-        asm!(
-            i16_block!(),
-            inout("r0") ONES.as_ptr() => _,
-            inout("r1") a.as_ptr() => _,
-            out("r2") total,
-            out("r3") _, out("r4") _, out("r5") _, out("r8") _, out("r9") _, out("r10") _,
-            out("r11") _, out("r12") _, out("lr") _,
-            options(nostack, readonly),
-        );
     }
-    Some((sum, total))
+    sum
 }
