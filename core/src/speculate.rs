@@ -114,6 +114,23 @@ pub fn draft(context: Context<'_>, spec: &DraftSpec, out: &mut [u32]) -> usize {
     0
 }
 
+/// Fills the input of a verifying pass: `last` (the latest chosen token) in `input[0]`, then
+/// a [`draft`] of at most `room` tokens after it; returns how many were drafted, so the pass
+/// runs `input[..=drafted]` and [`accepted`] checks `input[1..=drafted]`. An empty `input`
+/// drafts nothing and holds nothing.
+pub fn pass_input(
+    context: Context<'_>,
+    last: u32,
+    spec: &DraftSpec,
+    room: usize,
+    input: &mut [u32],
+) -> usize {
+    let Some((first, rest)) = input.split_first_mut() else { return 0 };
+    *first = last;
+    let room = room.min(rest.len());
+    draft(context, spec, &mut rest[..room])
+}
+
 /// A sink that knows which token its position chooses: what a draft token is checked against.
 pub trait Choose: LogitSink {
     /// The token chosen from the logits received.
@@ -209,6 +226,18 @@ mod tests {
         // With bigrams only, the more recent "7 8", followed by 6, wins.
         let bigrams = DraftSpec { max_ngram: 2, ..DraftSpec::DEFAULT };
         assert_eq!(drafted(&ctx, &[], &bigrams, 1), [6]);
+    }
+
+    #[test]
+    fn a_pass_input_is_the_last_token_then_the_draft_within_room_and_buffer() {
+        let context = Context { prompt: &[1, 2, 3, 1, 2], generated: &[3] };
+        let mut input = [0; 4];
+        let n = pass_input(context, 3, &DraftSpec::DEFAULT, 2, &mut input);
+        assert_eq!((n, &input[..=n]), (2, &[3, 1, 2][..]));
+        // More room than the buffer holds: the buffer bounds the draft.
+        let n = pass_input(context, 3, &DraftSpec::DEFAULT, 9, &mut input);
+        assert_eq!((n, &input[..=n]), (3, &[3, 1, 2, 3][..]));
+        assert_eq!(pass_input(context, 3, &DraftSpec::DEFAULT, 2, &mut []), 0);
     }
 
     #[test]

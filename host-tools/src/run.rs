@@ -354,7 +354,7 @@ impl Steps {
         let mut reports = Vec::with_capacity(opts.n);
         let mut generated: Vec<u32> = Vec::with_capacity(opts.n);
         let mut passes = Passes::default();
-        let mut draft = vec![0u32; opts.speculate];
+        let mut input = vec![0u32; opts.speculate + 1];
         let mut prefill_ms = 0.0;
         let started = Instant::now();
         while generated.len() < opts.n {
@@ -376,20 +376,25 @@ impl Steps {
                     let room = (opts.n - step - 1).min(opts.speculate);
                     let context = Context { prompt, generated: &generated };
                     let drafted =
-                        speculate::draft(context, &DraftSpec::DEFAULT, &mut draft[..room]);
-                    let mut input = vec![last];
-                    input.extend_from_slice(&draft[..drafted]);
+                        speculate::pass_input(context, last, &DraftSpec::DEFAULT, room, &mut input);
                     pickers = (0..=drafted)
                         .map(|j| Picker::new(opts.sampling, (step + j) as u64))
                         .collect();
                     let pos = prompt.len() + step - 1;
                     model
-                        .forward_each_with(ws, &mut kv, &input, pos, &mut pickers, workers)
+                        .forward_each_with(
+                            ws,
+                            &mut kv,
+                            &input[..=drafted],
+                            pos,
+                            &mut pickers,
+                            workers,
+                        )
                         .map_err(|e| core(Box::new(e)))?;
                     drafted
                 }
             };
-            let accepted = speculate::accepted(&pickers, &draft[..drafted]);
+            let accepted = speculate::accepted(&pickers, &input[1..=drafted]);
             passes.count(drafted, accepted, step == 0);
             let mut ended = false;
             for picker in &pickers[..=accepted] {

@@ -92,7 +92,6 @@ pub fn generate<S: Storage + Metered, P: Spill, W: Write, C: Clock>(
     print::speculate(out, request.speculate, useful_draft(request), speculate, spec.batch)?;
     let mut stats = Stats { batch: spec.batch, ..Stats::default() };
     let mut generated = heapless::Vec::<u32, MAX_GENERATED>::new();
-    let mut draft = [0u32; MAX_SPECULATE];
     let mut input = [0u32; MAX_SPECULATE + 1];
     let mut ended = false;
     while generated.len() < n && !ended {
@@ -109,9 +108,8 @@ pub fn generate<S: Storage + Metered, P: Spill, W: Write, C: Clock>(
                 // Never past -n: the pass yields up to drafted + 1 tokens.
                 let room = (n - step - 1).min(speculate);
                 let context = Context { prompt, generated: &generated };
-                let drafted = speculate::draft(context, &DraftSpec::DEFAULT, &mut draft[..room]);
-                input[0] = last;
-                input[1..=drafted].copy_from_slice(&draft[..drafted]);
+                let drafted =
+                    speculate::pass_input(context, last, &DraftSpec::DEFAULT, room, &mut input);
                 let (input, tops) = (&input[..=drafted], &mut tops[..=drafted]);
                 let pos = prompt.len() + step - 1;
                 model.forward_each_with(&mut ws, &mut kv, input, pos, tops, workers)?;
@@ -120,7 +118,7 @@ pub fn generate<S: Storage + Metered, P: Spill, W: Write, C: Clock>(
         };
         let ticks = clock.now().saturating_sub(t0);
         let bytes = model.bytes_read().saturating_sub(b0);
-        let accepted = speculate::accepted(&tops[..=drafted], &draft[..drafted]);
+        let accepted = speculate::accepted(&tops[..=drafted], &input[1..=drafted]);
         stats.passes.count(drafted, accepted, step == 0);
         for top in &tops[..=accepted] {
             // The vocabulary is never empty (core checks the config), so there is a best token.
