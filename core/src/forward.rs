@@ -7,6 +7,7 @@
 use crate::config::ModelConfig;
 use crate::error::Error;
 use crate::format::{DType, TensorFormat, TensorId, TensorKind};
+use crate::gelu::gelu;
 use crate::kernels::int8::{ActivationCode, Q_BLOCK};
 use crate::kernels::{
     Kernels, LANES, Lanes, affine, decode_f16, decode_f32, decode_int4, decode_int8, dot, dot_int4,
@@ -199,7 +200,7 @@ impl<S: Storage> Model<S> {
             // [n, n_embd] -> [n, 4*n_embd] -> [n, n_embd], added to the residual stream
             ctx.layernorm(id(Ln2Weight), id(Ln2Bias), x, xn, d, cfg.layer_norm_epsilon)?;
             ctx.linear(id(CFcWeight), id(CFcBias), xn, d, big, 4 * d)?;
-            gelu(big);
+            gelu_shared(&mut *ctx.workers, big);
             ctx.linear(id(MlpCProjWeight), id(MlpCProjBias), big, 4 * d, xn, d)?;
             add_rows(x, d, xn, d);
         }
@@ -836,13 +837,18 @@ fn add_rows(x: &mut [f32], d: usize, y: &[f32], y_stride: usize) {
     }
 }
 
-/// GPT-2's tanh approximation of GELU, in place.
-fn gelu(x: &mut [f32]) {
-    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
-    for v in x.iter_mut() {
-        let u = *v;
-        *v = 0.5 * u * (1.0 + libm::tanhf(SQRT_2_OVER_PI * (u + 0.044_715 * u * u * u)));
-    }
+/// GELU in place, the elements split between `workers` (element by element: the same bits
+/// for any split).
+fn gelu_shared(workers: &mut dyn Workers, x: &mut [f32]) {
+    let (len, count) = (x.len(), workers.count());
+    let shared = Disjoint::new(x);
+    workers.run(&|w| {
+        let range = share(len, count, w);
+        // SAFETY: the workers' ranges are disjoint (`share`).
+        if let Some(part) = unsafe { shared.slice(range.start, range.len()) } {
+            gelu(part);
+        }
+    });
 }
 
 /// Causal multi-head attention of the `n` queries in `qkv` (rows of stride 4·n_embd) at

@@ -4,8 +4,9 @@
 //! when the storage lends it in place) to [`Workers::run`] with a job that computes worker
 //! `i`'s share of the run's rows. Each row is computed entirely by one worker, with the same
 //! operations in the same order whoever runs it, and the rows are independent, so the output
-//! is bit-identical for any number of workers. Everything else (layer norms, attention, the
-//! activations' coding, the sink) stays on the caller.
+//! is bit-identical for any number of workers. GELU, element by element, is split the same
+//! way; everything else (layer norms, attention, the activations' coding, the sink) stays on
+//! the caller.
 
 use core::marker::PhantomData;
 

@@ -86,15 +86,15 @@ pub fn decode_int4(w: &[u8], out: &mut [f32]) {
 
 /// Decodes f32 weights into `out` (`w.len() == 4 * out.len()`).
 pub fn decode_f32(w: &[u8], out: &mut [f32]) {
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = le_f32(w, i);
+    for (o, b) in out.iter_mut().zip(w.chunks_exact(4)) {
+        *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     }
 }
 
 /// Decodes f16 weights into `out` (`w.len() == 2 * out.len()`).
 pub fn decode_f16(w: &[u8], out: &mut [f32]) {
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = f16_to_f32(le_u16(w, i));
+    for (o, b) in out.iter_mut().zip(w.chunks_exact(2)) {
+        *o = f16_to_f32(u16::from_le_bytes([b[0], b[1]]));
     }
 }
 
