@@ -4,9 +4,9 @@
 //! `u / (1 + e^(−2y))`, which needs one exponential and no cancellation near `y = 0`. The
 //! exponential here is a fixed sequence of IEEE additions, multiplications and bit
 //! operations without branches or tables, so every target gives the same bits (no FMA: Rust
-//! never contracts) and the compiler can run the loop several elements per instruction — a
-//! `libm` `tanhf` per element cost the host a tenth of a decode token, and the same work
-//! counts on the boards.
+//! never contracts) and the compiler can run the loop several elements per instruction: a
+//! `libm` `tanhf` per element took about 8% of a host decode token (GPT-2 124M shape, int8)
+//! and 2.1 M of the emulated Cortex-M33's instructions per token more than this.
 
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 
