@@ -14,6 +14,7 @@ pub mod guard;
 pub mod hub;
 pub mod learned;
 pub mod mapped;
+pub mod memory_rate;
 pub mod pack;
 pub mod partial;
 pub mod prefetch;

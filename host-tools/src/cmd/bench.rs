@@ -11,6 +11,7 @@ use host_tools::board_model;
 use host_tools::checkpoint::{self, WriteOptions};
 use host_tools::file_storage::FileStorage;
 use host_tools::guard::{self, Output};
+use host_tools::memory_rate;
 use host_tools::pack::PackOptions;
 use host_tools::synth;
 use host_tools::threads::ThreadPool;
@@ -116,6 +117,7 @@ pub fn main(args: Args) -> Result<()> {
         rows.first().map_or("", |r| r.kernels.as_str())
     );
     print_table(&rows, threads, &config);
+    print_memory_floor(&rows, threads);
     if args.numpy {
         let best = |quant: &str| {
             rows.iter()
@@ -197,6 +199,30 @@ fn print_table(rows: &[BenchRow], threads: usize, config: &ModelConfig) {
     }
     let kv: Vec<String> = kv_bytes(config).iter().map(|(f, b)| format!("{f:?} {b}")).collect();
     println!("\nKV cache bytes per position: {}", kv.join(", "));
+}
+
+/// The machine's streaming read rate on 1 and `threads` threads, and what it makes the
+/// fastest possible decode token of each pack (every weight byte is read once per token).
+fn print_memory_floor(rows: &[BenchRow], threads: usize) {
+    let one = memory_rate::streaming_read_rate(memory_rate::PROBE_BYTES, 1, 3);
+    let many = memory_rate::streaming_read_rate(memory_rate::PROBE_BYTES, threads, 3);
+    println!(
+        "\nMemory: a plain read loop over {} MiB streams {:.1} GB/s on 1 thread, {:.1} GB/s on \
+         {threads} threads (best of 3). A decode token reads every weight once, so none can take \
+         less than (1 / {threads} threads):",
+        memory_rate::PROBE_BYTES >> 20,
+        one / 1e9,
+        many / 1e9
+    );
+    let mut seen: Vec<&str> = Vec::new();
+    for row in rows {
+        if seen.contains(&row.quant.as_str()) {
+            continue;
+        }
+        let bytes = row.bytes_per_token as f64;
+        println!("- {}: {:.1} / {:.1} ms", row.quant, bytes / one * 1e3, bytes / many * 1e3);
+        seen.push(&row.quant);
+    }
 }
 
 fn print_pico2(rows: &[BenchRow], count: InstructionCount, config: &ModelConfig) {
