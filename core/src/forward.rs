@@ -391,8 +391,9 @@ impl<S: Storage> Ctx<'_, S> {
         let format = self.weights.layout.format(weight);
         let Self { weights, kernels, workers, carry, activations, q8, q8_scales } = self;
         let ops = prepare(&format, *activations, kernels, input, in_stride, n, cols, q8, q8_scales);
-        let job = RowJob { ops, shape: RowShape::new(format, cols), n, out_stride, extras: None };
-        let mut stream = weights.tensor(weight)?;
+        let shape = RowShape::new(format, cols);
+        let job = RowJob { ops, shape, n, out_stride, extras: None };
+        let mut stream = weights.tensor(weight)?.in_rows(shape.bytes);
         let plan = RunPlan { rows, max_rows: rows, base_per_run: false };
         stream_rows(
             &mut stream,
@@ -439,7 +440,7 @@ impl<S: Storage> Ctx<'_, S> {
         let max_rows = logits.len() / n;
         let shape = RowShape::new(format, cols);
         let job = RowJob { ops, shape, n, out_stride: max_rows, extras };
-        let mut stream = weights.tensor(id)?;
+        let mut stream = weights.tensor(id)?.in_rows(shape.bytes);
         let plan = RunPlan { rows, max_rows, base_per_run: true };
         stream_rows(
             &mut stream,
