@@ -737,11 +737,17 @@ fn stream_rows<S: Storage, KE>(
                 let mine = share(pieces, count, w);
                 let (b0, b1) = (mine.start.max(whole.start), mine.end.min(whole.end));
                 if b0 < b1 {
-                    (mine.start..b0).for_each(piece);
+                    for p in mine.start..b0 {
+                        piece(p);
+                    }
                     rows(b0..b1);
-                    (b1..mine.end).for_each(piece);
+                    for p in b1..mine.end {
+                        piece(p);
+                    }
                 } else {
-                    mine.for_each(piece);
+                    for p in mine {
+                        piece(p);
+                    }
                 }
             });
         }

@@ -67,9 +67,10 @@ pub(crate) struct TensorStream<'a, S> {
     tensor: TensorId,
     next: u64,
     end: u64,
-    /// Where the tensor's rows start, and their length (0: reads are not cut at rows).
-    rows_from: u64,
-    row_bytes: u64,
+    /// The length of the tensor's rows (0: reads are not cut at rows), and how far into its
+    /// row `next` is.
+    row_bytes: usize,
+    row_at: usize,
     start: usize,
     filled: usize,
     crc: Option<(crc32fast::Hasher, u32)>,
@@ -100,8 +101,8 @@ impl<'a, S: Storage> TensorStream<'a, S> {
             tensor,
             next: offset,
             end: offset + len,
-            rows_from: offset,
             row_bytes: 0,
+            row_at: 0,
             start: 0,
             filled: 0,
             crc: expected_crc.map(|c| (crc32fast::Hasher::new(), c)),
@@ -120,7 +121,7 @@ impl<'a, S: Storage> TensorStream<'a, S> {
     /// Ends reads at the ends of the tensor's rows of `row_bytes` (from its first byte) when
     /// a read then still brings the buffer to a whole row, so rows are not cut between reads.
     pub(crate) fn in_rows(mut self, row_bytes: usize) -> Self {
-        self.row_bytes = row_bytes as u64;
+        self.row_bytes = row_bytes;
         self
     }
 
@@ -179,10 +180,13 @@ impl<'a, S: Storage> TensorStream<'a, S> {
         let mut n = room.min(self.end - self.next) as usize;
         if self.row_bytes > 0 && self.next + (n as u64) < self.end {
             // Bytes past the last row end the read would reach.
-            let over = ((self.next + n as u64 - self.rows_from) % self.row_bytes) as usize;
-            if over < n && kept + n - over >= min.max(self.row_bytes as usize) {
+            let over = (self.row_at + n) % self.row_bytes;
+            if over < n && kept + n - over >= min.max(self.row_bytes) {
                 n -= over;
             }
+        }
+        if self.row_bytes > 0 {
+            self.row_at = (self.row_at + n) % self.row_bytes;
         }
         if kept + n < min {
             // The layout guarantees whole units; running out means the table lied.
