@@ -223,11 +223,13 @@ pub const ESP32C6: Board = Board {
 
 /// Instructions per token of a pack with q4m–q6m matrices over the int8 pack's, integer
 /// activation paths: qemu-m33 `--icount`, the `qemu_m33` test's 8 × 256 model packed compact
-/// (63,590,250: unpacking in Rust, the sums in the int8 kernels' `SMLAD` block) against int8
-/// (15,218,950).
-pub const AFFINE_INT_RATIO: f64 = 63_590_250.0 / 15_218_950.0;
-/// The same on the f32 path, plain kernels (141,729,450 against 20,271,700).
-pub const AFFINE_F32_RATIO: f64 = 141_729_450.0 / 20_271_700.0;
+/// (63,485,350 with int16 activations: unpacking in Rust, the sums in the int8 kernels'
+/// `SMLAD` block) against int8 (13,417,200); measured at `m33-tight` commit `0cc2e60`
+/// (`cargo test --release -p picogpt-tests --test qemu_m33 the_emulated_m33_prints --
+/// --nocapture`).
+pub const AFFINE_INT_RATIO: f64 = 63_485_350.0 / 13_417_200.0;
+/// The same on the f32 path, plain kernels (141,346,100 against 18,469,400).
+pub const AFFINE_F32_RATIO: f64 = 141_346_100.0 / 18_469_400.0;
 
 /// Whether `layout`'s pack has q4m–q6m matrices (whose kernels cost more than int8's).
 pub fn has_affine(layout: &Layout) -> bool {
