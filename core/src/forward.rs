@@ -392,8 +392,9 @@ impl<S: Storage> Ctx<'_, S> {
         let format = self.weights.layout.format(weight);
         let Self { weights, kernels, workers, carry, activations, q8, q8_scales } = self;
         let ops = prepare(&format, *activations, kernels, input, in_stride, n, cols, q8, q8_scales);
-        let job = RowJob { ops, shape: RowShape::new(format, cols), n, out_stride, extras: None };
-        let mut stream = weights.tensor(weight)?;
+        let shape = RowShape::new(format, cols);
+        let job = RowJob { ops, shape, n, out_stride, extras: None };
+        let mut stream = weights.tensor(weight)?.in_rows(shape.bytes);
         let plan = RunPlan { rows, max_rows: rows, base_per_run: false };
         stream_rows(
             &mut stream,
@@ -440,7 +441,7 @@ impl<S: Storage> Ctx<'_, S> {
         let max_rows = logits.len() / n;
         let shape = RowShape::new(format, cols);
         let job = RowJob { ops, shape, n, out_stride: max_rows, extras };
-        let mut stream = weights.tensor(id)?;
+        let mut stream = weights.tensor(id)?.in_rows(shape.bytes);
         let plan = RunPlan { rows, max_rows, base_per_run: true };
         stream_rows(
             &mut stream,
@@ -737,11 +738,17 @@ fn stream_rows<S: Storage, KE>(
                 let mine = share(pieces, count, w);
                 let (b0, b1) = (mine.start.max(whole.start), mine.end.min(whole.end));
                 if b0 < b1 {
-                    (mine.start..b0).for_each(piece);
+                    for p in mine.start..b0 {
+                        piece(p);
+                    }
                     rows(b0..b1);
-                    (b1..mine.end).for_each(piece);
+                    for p in b1..mine.end {
+                        piece(p);
+                    }
                 } else {
-                    mine.for_each(piece);
+                    for p in mine {
+                        piece(p);
+                    }
                 }
             });
         }

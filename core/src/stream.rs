@@ -53,8 +53,11 @@ fn move_to_front(buf: &mut [u8], start: usize, len: usize) {
 /// Hands out a tensor's bytes in whole units (blocks), refilling the chunk buffer as needed.
 ///
 /// The buffer is `chunk` bytes plus room for one unit: a unit cut by the end of a read is
-/// moved to the front before the next read, so reads stay `chunk`-sized and sequential
-/// (sector-aligned when `chunk` is a multiple of 512) and no unit is ever split. When the
+/// moved to the front before the next read, so reads stay sequential and at most `chunk`
+/// bytes, and no unit is ever split. A stream of matrix rows ([`Self::in_rows`]) ends each
+/// read at a row's end when the buffer then holds at least one whole row, so its rows reach
+/// the kernels whole; other streams read `chunk` bytes at a time (sector-aligned when `chunk`
+/// is a multiple of 512). When the
 /// storage holds the whole tensor in memory, the buffer is not used: every take is a slice
 /// of the storage, and the whole rest of the tensor is "ready".
 pub(crate) struct TensorStream<'a, S> {
@@ -64,6 +67,10 @@ pub(crate) struct TensorStream<'a, S> {
     tensor: TensorId,
     next: u64,
     end: u64,
+    /// The length of the tensor's rows (0: reads are not cut at rows), and how far into its
+    /// row `next` is.
+    row_bytes: usize,
+    row_at: usize,
     start: usize,
     filled: usize,
     crc: Option<(crc32fast::Hasher, u32)>,
@@ -94,6 +101,8 @@ impl<'a, S: Storage> TensorStream<'a, S> {
             tensor,
             next: offset,
             end: offset + len,
+            row_bytes: 0,
+            row_at: 0,
             start: 0,
             filled: 0,
             crc: expected_crc.map(|c| (crc32fast::Hasher::new(), c)),
@@ -106,6 +115,13 @@ impl<'a, S: Storage> TensorStream<'a, S> {
     /// storage can fetch them while the tensor's last chunk is being used.
     pub(crate) fn followed_by(mut self, offset: u64, len: usize) -> Self {
         self.then = Some((offset, len));
+        self
+    }
+
+    /// Ends reads at the ends of the tensor's rows of `row_bytes` (from its first byte) when
+    /// a read then still brings the buffer to a whole row, so rows are not cut between reads.
+    pub(crate) fn in_rows(mut self, row_bytes: usize) -> Self {
+        self.row_bytes = row_bytes;
         self
     }
 
@@ -161,7 +177,17 @@ impl<'a, S: Storage> TensorStream<'a, S> {
         self.start = 0;
         self.filled = kept;
         let room = (self.buf.len() - kept).min(self.chunk) as u64;
-        let n = room.min(self.end - self.next) as usize;
+        let mut n = room.min(self.end - self.next) as usize;
+        if self.row_bytes > 0 && self.next + (n as u64) < self.end {
+            // Bytes past the last row end the read would reach.
+            let over = (self.row_at + n) % self.row_bytes;
+            if over < n && kept + n - over >= min.max(self.row_bytes) {
+                n -= over;
+            }
+        }
+        if self.row_bytes > 0 {
+            self.row_at = (self.row_at + n) % self.row_bytes;
+        }
         if kept + n < min {
             // The layout guarantees whole units; running out means the table lied.
             return Err(Error::UnexpectedEof { offset: self.end, tensor: Some(self.tensor) });

@@ -83,22 +83,22 @@ pub fn lm_head_share(layout: &Layout) -> f64 {
 /// --no-verify --icount` ("instructions per token"); row jobs: `python3
 /// scripts/m33-profile.py P --activations A` ("in row jobs"); prompt: the same runner with
 /// the 10 tokens of "Alan Turing theorized that computers would one day become", `-n 8
-/// --kv-file kv.bin` ("prompt pass: … (batch 10)").
+/// --kv-file kv.bin` ("prompt pass: … (batch 10)"). Measured at `m33-tight` commit `0cc2e60`.
 pub const M33: [PathCost; 3] = [
     PathCost {
         activations: Activations::F32,
-        token: InstructionCount { total: 330_975_150, in_row_jobs: 303_307_382 },
-        prompt: 2_214_446_600,
+        token: InstructionCount { total: 316_103_850, in_row_jobs: 288_570_494 },
+        prompt: 2_099_273_500,
     },
     PathCost {
         activations: Activations::Int16,
-        token: InstructionCount { total: 237_273_500, in_row_jobs: 209_605_756 },
-        prompt: 1_538_072_650,
+        token: InstructionCount { total: 222_402_000, in_row_jobs: 194_868_899 },
+        prompt: 1_422_899_500,
     },
     PathCost {
         activations: Activations::Int8,
-        token: InstructionCount { total: 237_271_900, in_row_jobs: 209_603_307 },
-        prompt: 1_538_048_800,
+        token: InstructionCount { total: 222_400_400, in_row_jobs: 194_866_776 },
+        prompt: 1_422_875_600,
     },
 ];
 
@@ -108,20 +108,23 @@ pub const M33: [PathCost; 3] = [
 /// 36235 -n 2 --kv int8 --activations A --no-verify --icount`; prompt: the same with the 10
 /// tokens of "Alan Turing theorized that computers would one day become" ("prompt pass: …
 /// (batch 10)", two positions spilled to `KV.BIN` on the card). One core: no row-job split.
+/// Tokens measured at `m33-tight` commit `0cc2e60`; the prompt passes on the `main` of
+/// 2026-12-02, before reads ended at rows' ends (not measured again: an RV32 prompt pass takes
+/// most of an hour under emulation; the tokens fell 0.4-0.6% with it).
 pub const RV32: [PathCost; 3] = [
     PathCost {
         activations: Activations::F32,
-        token: InstructionCount { total: 5_628_413_268, in_row_jobs: 0 },
+        token: InstructionCount { total: 5_605_346_735, in_row_jobs: 0 },
         prompt: 30_612_373_941,
     },
     PathCost {
         activations: Activations::Int16,
-        token: InstructionCount { total: 3_822_487_174, in_row_jobs: 0 },
+        token: InstructionCount { total: 3_799_538_263, in_row_jobs: 0 },
         prompt: 17_681_679_378,
     },
     PathCost {
         activations: Activations::Int8,
-        token: InstructionCount { total: 3_822_163_319, in_row_jobs: 0 },
+        token: InstructionCount { total: 3_799_214_411, in_row_jobs: 0 },
         prompt: 17_679_743_898,
     },
 ];
@@ -220,11 +223,13 @@ pub const ESP32C6: Board = Board {
 
 /// Instructions per token of a pack with q4m–q6m matrices over the int8 pack's, integer
 /// activation paths: qemu-m33 `--icount`, the `qemu_m33` test's 8 × 256 model packed compact
-/// (63,590,250: unpacking in Rust, the sums in the int8 kernels' `SMLAD` block) against int8
-/// (15,218,950).
-pub const AFFINE_INT_RATIO: f64 = 63_590_250.0 / 15_218_950.0;
-/// The same on the f32 path, plain kernels (141,729,450 against 20,271,700).
-pub const AFFINE_F32_RATIO: f64 = 141_729_450.0 / 20_271_700.0;
+/// (63,485,350 with int16 activations: unpacking in Rust, the sums in the int8 kernels'
+/// `SMLAD` block) against int8 (13,417,200); measured at `m33-tight` commit `0cc2e60`
+/// (`cargo test --release -p picogpt-tests --test qemu_m33 the_emulated_m33_prints --
+/// --nocapture`).
+pub const AFFINE_INT_RATIO: f64 = 63_485_350.0 / 13_417_200.0;
+/// The same on the f32 path, plain kernels (141,346,100 against 18,469,400).
+pub const AFFINE_F32_RATIO: f64 = 141_346_100.0 / 18_469_400.0;
 
 /// Whether `layout`'s pack has q4m–q6m matrices (whose kernels cost more than int8's).
 pub fn has_affine(layout: &Layout) -> bool {

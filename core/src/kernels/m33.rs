@@ -272,43 +272,48 @@ macro_rules! run_pairs {
     }};
 }
 
-/// Whole rows: per row, fresh lanes in `s16..s19`, pairs two at a time then one, the lanes
-/// reduced as [`super::reduce_blocks`] does and stored. The loop state lives in FP
-/// registers (`s9..s15`, `s20`, `s21`) because the pairs take every core register.
+/// Whole rows: per row, fresh lanes in `s16..s19`, pairs four at a time, then two, then one,
+/// the lanes reduced as [`super::reduce_blocks`] does and stored. The pairs take every core
+/// register the compiler lends, so the scale pointer and the end of the row's fours live in
+/// `r6` and `r7` (saved on the stack around the loop), the rest of the loop state in FP
+/// registers (`s9..s15`).
 macro_rules! rows_loop {
     ($pair:ident) => {
         concat!(
+            "push {{r6, r7}}\n",
             "vmov s9, s10, r1, r2\n",
             "vmov s11, s12, r3, r4\n",
             "vmov s13, s14, r5, r8\n",
             "vmov s15, r9\n",
             "3:\n",
-            "vmov r1, r3, s9, s10\n",
-            "vmov s20, r3\n",
+            "vmov r1, r6, s9, s10\n",
             "movs r3, #0\n",
             "vmov s16, s17, r3, r3\n",
             "vmov s18, s19, r3, r3\n",
-            "vmov r3, s14\n",
-            "add r3, r0, r3\n",
-            "vmov s21, r3\n",
-            "cmp r0, r3\n",
+            "vmov r7, s14\n",
+            "add r7, r0, r7\n",
+            "cmp r0, r7\n",
             "beq 5f\n",
             "4:\n",
-            "vmov r3, s20\n",
-            "vldmia r3!, {{s5-s8}}\n",
-            "vmov s20, r3\n",
-            $pair!("s5", "s6", "s16", "s17"),
-            $pair!("s7", "s8", "s18", "s19"),
-            "vmov r3, s21\n",
-            "cmp r0, r3\n",
+            "vldmia r6!, {{s22-s29}}\n",
+            $pair!("s22", "s23", "s16", "s17"),
+            $pair!("s24", "s25", "s18", "s19"),
+            $pair!("s26", "s27", "s16", "s17"),
+            $pair!("s28", "s29", "s18", "s19"),
+            "cmp r0, r7\n",
             "bne 4b\n",
             "5:\n",
-            "vmov r3, s15\n",
-            "cmp r3, #0\n",
+            "vmov r7, s15\n",
+            "tst r7, #2\n",
+            "beq 7f\n",
+            "vldmia r6!, {{s22-s25}}\n",
+            $pair!("s22", "s23", "s16", "s17"),
+            $pair!("s24", "s25", "s18", "s19"),
+            "7:\n",
+            "tst r7, #1\n",
             "beq 6f\n",
-            "vmov r3, s20\n",
-            "vldmia r3, {{s5, s6}}\n",
-            $pair!("s5", "s6", "s16", "s17"),
+            "vldmia r6, {{s22, s23}}\n",
+            $pair!("s22", "s23", "s16", "s17"),
             "6:\n",
             "vadd.f32 s0, s16, s18\n",
             "vadd.f32 s1, s17, s19\n",
@@ -322,6 +327,7 @@ macro_rules! rows_loop {
             "subs r3, #1\n",
             "vmov s12, r3\n",
             "bne 3b\n",
+            "pop {{r6, r7}}\n",
         )
     };
 }
@@ -345,7 +351,8 @@ macro_rules! run_rows {
         if fits && rows > 0 {
             // SAFETY: `rows` whole rows of `w`, each `pairs` word-aligned pairs, the
             // activations and scales of `pairs` pairs, and `rows` outputs are in bounds; the
-            // loop reads only those, writes only `out[..rows]` and the registers it names.
+            // loop reads only those, writes only `out[..rows]` and the registers it names, and
+            // keeps `r6` and `r7` on the stack while it uses them (restored before it ends).
             unsafe {
                 asm!(
                     rows_loop!($pair),
@@ -355,15 +362,15 @@ macro_rules! run_rows {
                     inout("r3") out.as_mut_ptr() => _,
                     inout("r4") rows => _,
                     inout("r5") row_bytes - weight_bytes => _,
-                    inout("r8") (pairs / 2) * 2 * PAIR_BYTES => _,
-                    inout("r9") pairs % 2 => _,
+                    inout("r8") (pairs / 4) * 4 * PAIR_BYTES => _,
+                    inout("r9") pairs % 4 => _,
                     out("r10") _, out("r11") _, out("r12") _, out("lr") _,
                     out("s0") _, out("s1") _, out("s2") _, out("s3") _, out("s4") _,
                     out("s5") _, out("s6") _, out("s7") _, out("s8") _, out("s9") _,
                     out("s10") _, out("s11") _, out("s12") _, out("s13") _, out("s14") _,
                     out("s15") _, out("s16") _, out("s17") _, out("s18") _, out("s19") _,
-                    out("s20") _, out("s21") _,
-                    options(nostack),
+                    out("s22") _, out("s23") _, out("s24") _, out("s25") _, out("s26") _,
+                    out("s27") _, out("s28") _, out("s29") _,
                 );
             }
         }
