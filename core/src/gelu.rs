@@ -42,8 +42,8 @@ fn exp_reduced(t: f32) -> f32 {
 #[inline(always)]
 pub fn gelu_one(u: f32) -> f32 {
     let y = SQRT_2_OVER_PI * (u + 0.044_715 * u * u * u);
-    // Beyond the clamp the exact value is `u` to the last bit, or within 10^-36 of 0, and
-    // so is this quotient.
+    // Beyond the clamp the quotient is `u` to the last bit (large u), or `u · e^-88`, below
+    // 10^-37 · |u| (large negative u), where the exact value is smaller still.
     u / (1.0 + exp_reduced((-2.0 * y).clamp(-87.0, 88.0)))
 }
 
