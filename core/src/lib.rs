@@ -16,7 +16,7 @@ pub mod display;
 pub mod error;
 pub mod format;
 mod forward;
-pub mod gelu;
+mod gelu;
 pub mod kernels;
 pub mod kv;
 pub mod layout;

@@ -178,14 +178,13 @@ impl<'a, S: Storage> TensorStream<'a, S> {
         self.filled = kept;
         let room = (self.buf.len() - kept).min(self.chunk) as u64;
         let mut n = room.min(self.end - self.next) as usize;
-        if self.row_bytes > 0 && self.next + (n as u64) < self.end {
-            // Bytes past the last row end the read would reach.
+        if self.row_bytes > 0 {
+            // Bytes past the last row end the read would reach (the tensor's end is one).
             let over = (self.row_at + n) % self.row_bytes;
-            if over < n && kept + n - over >= min.max(self.row_bytes) {
+            let last = self.next + n as u64 == self.end;
+            if !last && over < n && kept + n - over >= min.max(self.row_bytes) {
                 n -= over;
             }
-        }
-        if self.row_bytes > 0 {
             self.row_at = (self.row_at + n) % self.row_bytes;
         }
         if kept + n < min {

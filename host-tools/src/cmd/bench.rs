@@ -214,14 +214,9 @@ fn print_memory_floor(rows: &[BenchRow], threads: usize) {
         one / 1e9,
         many / 1e9
     );
-    let mut seen: Vec<&str> = Vec::new();
-    for row in rows {
-        if seen.contains(&row.quant.as_str()) {
-            continue;
-        }
-        let bytes = row.bytes_per_token as f64;
-        println!("- {}: {:.1} / {:.1} ms", row.quant, bytes / one * 1e3, bytes / many * 1e3);
-        seen.push(&row.quant);
+    for pack in rows.chunk_by(|a, b| a.quant == b.quant) {
+        let bytes = pack[0].bytes_per_token as f64;
+        println!("- {}: {:.1} / {:.1} ms", pack[0].quant, bytes / one * 1e3, bytes / many * 1e3);
     }
 }
 
