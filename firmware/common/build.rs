@@ -9,8 +9,8 @@ use picogpt_core::format::{MAX_OUTLIERS, QuantScheme};
 use picogpt_core::layout::Layout;
 use picogpt_core::{Activations, MatrixFormat, ModelConfig, Workspace, WorkspaceSpec};
 
-/// Bytes per storage read on every board: eight SD sectors.
-const CHUNK_BYTES: usize = 4096;
+/// Bytes per storage read on every board: 32 SD sectors, the Pico 2's card window.
+const CHUNK_BYTES: usize = 16 * 1024;
 
 fn main() {
     // An int8 pack with the most LM-head outlier channels a pack may have: the largest

@@ -40,7 +40,7 @@ pub struct BenchRow {
     pub read_ms_per_token: f64,
     /// Bytes read from storage per generated token.
     pub bytes_per_token: u64,
-    /// Working memory at the board's settings (batch 1, 4 KiB chunks), KV cache excluded.
+    /// Working memory at the board's settings (batch 1, 16 KiB chunks), KV cache excluded.
     pub board_working_bytes: usize,
     /// Working memory at the host's settings (whole prompt per pass, 64 KiB chunks).
     pub host_working_bytes: usize,
@@ -109,7 +109,7 @@ fn working_bytes(
         FileStorage::open(pack).map_err(|error| RunError::Open { path: name.clone(), error })?;
     let model = picogpt_core::Model::open(storage)
         .map_err(|e| RunError::Core { path: name, error: Box::new(e) })?;
-    let board = WorkspaceSpec::new(1, 4096).with_activations(activations);
+    let board = WorkspaceSpec::new(1, crate::board_model::CHUNK).with_activations(activations);
     let host = WorkspaceSpec::new(prompt, 64 * 1024).with_activations(activations);
     Ok((model.workspace_bytes(&board), model.workspace_bytes(&host)))
 }

@@ -26,8 +26,8 @@ use crate::bench::{InstructionCount, compute_seconds};
 const BLOCK: u64 = 512;
 /// Bytes of the pack window: one DMA run, one stretch of the open multi-block read.
 const WINDOW: u64 = 16 * 1024;
-/// Bytes per core read (`CHUNK_BYTES` of the boards).
-const CHUNK: usize = 4096;
+/// Bytes per core read (`CHUNK_BYTES` of the boards: one card window).
+pub const CHUNK: usize = 16 * 1024;
 /// Prompt tokens of the default request.
 pub const PROMPT: usize = 10;
 /// Tokens the default request generates (`-n 8`).
@@ -77,28 +77,29 @@ pub fn lm_head_share(layout: &Layout) -> f64 {
     head as f64 / cfg.weight_macs_per_token().max(1) as f64
 }
 
-/// qemu-m33 (`mps2-an505`, Cortex-M33), 4 KiB reads, the pack `host-tools synth --out M
+/// qemu-m33 (`mps2-an505`, Cortex-M33), 16 KiB reads, the pack `host-tools synth --out M
 /// --seed 1 && host-tools pack M -o P --quant int8` makes. Tokens:
 /// `sh firmware/qemu-m33/qemu-run.sh ELF P --tokens 36235 -n 2 --kv int8 --activations A
 /// --no-verify --icount` ("instructions per token"); row jobs: `python3
 /// scripts/m33-profile.py P --activations A` ("in row jobs"); prompt: the same runner with
 /// the 10 tokens of "Alan Turing theorized that computers would one day become", `-n 8
-/// --kv-file kv.bin` ("prompt pass: … (batch 10)"). Measured at `m33-tight` commit `0cc2e60`.
+/// --kv int8 --kv-file kv.bin` ("prompt pass: … (batch 10)"). Measured on `main` of
+/// 2026-12-02, when the boards' reads grew from 4 KiB to 16 KiB.
 pub const M33: [PathCost; 3] = [
     PathCost {
         activations: Activations::F32,
-        token: InstructionCount { total: 316_103_850, in_row_jobs: 288_570_494 },
-        prompt: 2_099_273_500,
+        token: InstructionCount { total: 288_330_950, in_row_jobs: 275_544_519 },
+        prompt: 2_011_583_750,
     },
     PathCost {
         activations: Activations::Int16,
-        token: InstructionCount { total: 222_402_000, in_row_jobs: 194_868_899 },
-        prompt: 1_422_899_500,
+        token: InstructionCount { total: 194_629_150, in_row_jobs: 181_842_790 },
+        prompt: 1_335_209_350,
     },
     PathCost {
         activations: Activations::Int8,
-        token: InstructionCount { total: 222_400_400, in_row_jobs: 194_866_776 },
-        prompt: 1_422_875_600,
+        token: InstructionCount { total: 194_627_050, in_row_jobs: 181_841_077 },
+        prompt: 1_335_188_850,
     },
 ];
 

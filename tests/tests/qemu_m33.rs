@@ -91,7 +91,7 @@ fn deep_compact_pack() -> &'static Path {
 fn the_emulated_m33_prints_what_the_host_prints_bit_for_bit() {
     let Some(elf) = firmware() else { return };
     // The tiny model (one pair of blocks per row: the odd-pair path, every row a chunk's
-    // whole row) and the deep one (rows of 4 and 16 pairs, cut by the 4 KiB reads).
+    // whole row) and the deep one (rows of 4 and 16 pairs, several to a read).
     let deep_prompt: Vec<u32> = PROMPT.iter().map(|t| t % 512).collect();
     for (pack, prompt, shape) in [
         (tiny_pack(), &PROMPT[..], "2 layers x 64"),
@@ -361,7 +361,7 @@ fn a_model_wider_than_gpt2_124m_runs_in_the_arena() {
     let (expected, _) = host_lines(&pack, &RunOptions::new(vec![1, 2], 2));
     let out = qemu(elf, &[pack.to_str().unwrap(), "--tokens", "1,2", "-n", "2"]);
     assert_eq!(out.code, Some(0), "{}", out.stdout);
-    assert!(out.stdout.contains("(batch 2, 4096-byte reads"), "{}", out.stdout);
+    assert!(out.stdout.contains("(batch 2, "), "{}", out.stdout);
     assert_eq!(step_lines(&out.stdout).0[..expected.len()], expected, "{}", out.stdout);
 }
 

@@ -1,5 +1,5 @@
 //! core's [`Storage`] over a host file read through semihosting: the packed file stays on the
-//! host and is read 4 KiB at a time, the way a board reads its SD card. A file created
+//! host and is read 16 KiB at a time, the way a board reads its SD card. A file created
 //! read-write is also a [`StorageMut`], for the KV positions the RAM cannot hold.
 
 use core::ffi::CStr;
@@ -11,8 +11,8 @@ use picogpt_core::{Storage, StorageMut};
 
 use crate::semihost::{self, Handle, HostError};
 
-/// Most bytes one read asks the host for (core retries short reads).
-const READ_MAX: usize = 4096;
+/// Most bytes one read asks the host for (core retries short reads): a board's read.
+const READ_MAX: usize = picogpt_board::CHUNK_BYTES;
 /// Longest path accepted, NUL included.
 const PATH_MAX: usize = 256;
 

@@ -177,7 +177,7 @@ fn ensure_checkpoint(dir: &Path) -> Result<ModelConfig> {
 
 fn print_table(rows: &[BenchRow], threads: usize, config: &ModelConfig) {
     println!(
-        "\n| weights | activations | ms/token, 1 thread | ms/token, {threads} threads | speed-up | ms/token, chunked reads, 1 thread | prompt ms, 1 thread | prompt ms, {threads} threads | bytes read/token | working RAM (board: batch 1, 4 KiB) | working RAM (host) |"
+        "\n| weights | activations | ms/token, 1 thread | ms/token, {threads} threads | speed-up | ms/token, chunked reads, 1 thread | prompt ms, 1 thread | prompt ms, {threads} threads | bytes read/token | working RAM (board: batch 1, 16 KiB) | working RAM (host) |"
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for pair in rows.chunks(2) {
