@@ -115,17 +115,17 @@ pub const M33: [PathCost; 3] = [
 pub const RV32: [PathCost; 3] = [
     PathCost {
         activations: Activations::F32,
-        token: InstructionCount { total: 5_605_346_735, in_row_jobs: 0 },
+        token: InstructionCount { total: 5_554_055_252, in_row_jobs: 0 },
         prompt: 30_612_373_941,
     },
     PathCost {
         activations: Activations::Int16,
-        token: InstructionCount { total: 3_799_538_263, in_row_jobs: 0 },
+        token: InstructionCount { total: 3_748_246_906, in_row_jobs: 0 },
         prompt: 17_681_679_378,
     },
     PathCost {
         activations: Activations::Int8,
-        token: InstructionCount { total: 3_799_214_411, in_row_jobs: 0 },
+        token: InstructionCount { total: 3_747_875_739, in_row_jobs: 0 },
         prompt: 17_679_743_898,
     },
 ];
