@@ -56,7 +56,7 @@ fn tiny_pack() -> &'static Path {
 }
 
 /// 8 blocks of width 256 and a 512-token vocabulary (so no tokenizer): 16 KiB per position
-/// of an f32 KV cache, so the emulated board's RAM holds only 29 of its 128.
+/// of an f32 KV cache, so the emulated board's RAM holds only 28 of its 128.
 fn deep_fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
@@ -309,7 +309,7 @@ fn a_context_beyond_the_ram_spills_to_a_host_file() {
     let _ = std::fs::remove_file(&kv_file);
     let (path, kv_path) = (pack.to_str().unwrap(), kv_file.to_str().unwrap());
 
-    // 3 + 60 - 1 = 62 positions; the RAM holds 29 of them.
+    // 3 + 60 - 1 = 62 positions; the RAM holds 28 of them.
     let opts = RunOptions::new(vec![1, 2, 3], 60);
     let (expected, steps) = host_lines(pack, &opts);
     let args = [path, "--tokens", "1,2,3", "-n", "60", "--kv-file", kv_path, "--bits"];
