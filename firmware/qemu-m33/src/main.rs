@@ -2,7 +2,7 @@
 //! an IoT Kit subsystem with a Cortex-M33 at 20 MHz, FPU and DSP extension).
 //!
 //! Wiring: none. The packed file stays on the host and is read through ARM semihosting
-//! (SYS_OPEN/SYS_FLEN/SYS_SEEK/SYS_READ, 4 KiB per read, as from an SD card); KV positions
+//! (SYS_OPEN/SYS_FLEN/SYS_SEEK/SYS_READ, 16 KiB per read, as from an SD card); KV positions
 //! beyond the RAM go to a host file (`--kv-file`, SYS_OPEN read-write, SYS_SEEK, SYS_WRITE);
 //! the arguments come from SYS_GET_CMDLINE, the output goes to QEMU's standard output
 //! (SYS_WRITE to `:tt`) and the exit status through SYS_EXIT_EXTENDED. RAM is held to the
