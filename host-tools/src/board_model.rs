@@ -26,8 +26,8 @@ use crate::bench::{InstructionCount, compute_seconds};
 const BLOCK: u64 = 512;
 /// Bytes of the pack window: one DMA run, one stretch of the open multi-block read.
 const WINDOW: u64 = 16 * 1024;
-/// Bytes per core read (`CHUNK_BYTES` of the boards: one card window).
-pub const CHUNK: usize = 16 * 1024;
+/// Bytes per core read (`CHUNK_BYTES` of the boards): one window.
+pub const CHUNK: usize = WINDOW as usize;
 /// Prompt tokens of the default request.
 pub const PROMPT: usize = 10;
 /// Tokens the default request generates (`-n 8`).
