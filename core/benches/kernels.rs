@@ -5,8 +5,8 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use picogpt_core::kernels::int8::{ActivationCode, int8_row_bytes};
-use picogpt_core::kernels::{Kernels, LANES, quantize_activations, reduce};
+use picogpt_core::kernels::int8::{ActivationCode, block_slots, int8_row_bytes};
+use picogpt_core::kernels::{Kernels, LANES, code_for_int8, reduce};
 
 const ROWS: usize = 3072;
 const COLS: usize = 768;
@@ -67,13 +67,14 @@ fn main() {
         picogpt_core::quant::encode_int8(&dense, 32, row);
     }
     let coded = |code: ActivationCode| {
-        let mut q = vec![0i16; COLS * code.halves()];
+        let mut q = vec![0i16; COLS / 32 * block_slots(code)];
         let mut s = vec![0.0f32; COLS / 32];
-        quantize_activations(code, &x, &mut q, &mut s);
+        code_for_int8(code, &x, &mut q, &mut s);
         (q, s)
     };
     let (split_q, split_s) = coded(ActivationCode::Split);
     let (q16, s16) = coded(ActivationCode::Int16);
+    let (q8, s8) = coded(ActivationCode::Int8);
     let mut out = vec![0.0f32; ROWS];
     for k in tables() {
         let name = |what: &str| format!("{what} [{}]", k.name);
@@ -101,6 +102,10 @@ fn main() {
         });
         time(&name("int8 weights x int16"), || {
             (k.rows_i8_i16)(black_box(&q8_w), row_bytes, row_bytes, &q16, &s16, &mut out);
+            out.iter().sum()
+        });
+        time(&name("int8 weights x int8"), || {
+            (k.rows_i8_i8)(black_box(&q8_w), row_bytes, row_bytes, &q8, &s8, &mut out);
             out.iter().sum()
         });
     }

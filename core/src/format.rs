@@ -23,7 +23,7 @@ use crate::kernels::int8::{PAIR_BYTES, int8_row_bytes};
 /// First four bytes of every pack.
 pub const MAGIC: [u8; 4] = *b"PGPT";
 /// The format version this crate reads and writes.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 /// Bytes before the manifest: magic, version, manifest length, manifest CRC32.
 pub const HEADER_BYTES: usize = 16;
 /// Alignment of every tensor in the file: one SD-card sector.

@@ -8,10 +8,10 @@ use crate::config::ModelConfig;
 use crate::error::Error;
 use crate::format::{DType, TensorFormat, TensorId, TensorKind};
 use crate::gelu::gelu;
-use crate::kernels::int8::{ActivationCode, Q_BLOCK};
+use crate::kernels::int8::{ActivationCode, Q_BLOCK, block_slots};
 use crate::kernels::{
-    Kernels, LANES, Lanes, affine, decode_f16, decode_f32, decode_int4, decode_int8, dot, dot_int4,
-    dot_q4, quantize_activations, reduce, reduce_blocks, sum,
+    Kernels, LANES, Lanes, affine, code_for_int8, decode_f16, decode_f32, decode_int4, decode_int8,
+    dot, dot_int4, dot_q4, quantize_activations, reduce, reduce_blocks, sum,
 };
 use crate::kv::KvCache;
 use crate::layout::Layout;
@@ -531,13 +531,13 @@ impl RowShape {
 enum Operands<'a> {
     /// Rows of f32 activations `stride` apart, against f32, f16 or int4 weights.
     Float { x: &'a [f32], stride: usize, dot: crate::kernels::FloatDot },
-    /// Rows of `cols` coded activations (`halves` values per element, a scale per 32)
-    /// against int8 weights, through `dot` (a piece of a row) or `rows` (whole rows).
+    /// Rows of `cols` activations coded for int8 weights (`slots` values per block of 32, a
+    /// scale per block), through `dot` (a piece of a row) or `rows` (whole rows).
     Int8 {
         q: &'a [i16],
         scales: &'a [f32],
         cols: usize,
-        halves: usize,
+        slots: usize,
         dot: crate::kernels::IntDot,
         rows: crate::kernels::IntRows,
     },
@@ -576,10 +576,9 @@ impl RowJob<'_> {
             Operands::Float { x, stride, dot } => {
                 dot(w, &x[i * stride + c0..i * stride + c1], lanes)
             }
-            Operands::Int8 { q, scales, cols, halves, dot, .. } => {
-                let (a0, a1) = (i * cols + c0, i * cols + c1);
-                let s = &scales[a0 / Q_BLOCK..a1 / Q_BLOCK];
-                dot(w, &q[a0 * halves..a1 * halves], s, c0 / Q_BLOCK, lanes);
+            Operands::Int8 { q, scales, cols, slots, dot, .. } => {
+                let (b0, b1) = ((i * cols + c0) / Q_BLOCK, (i * cols + c1) / Q_BLOCK);
+                dot(w, &q[b0 * slots..b1 * slots], &scales[b0..b1], c0 / Q_BLOCK, lanes);
             }
             Operands::Int4 { q, scales, cols, dot } => {
                 let (a0, a1) = (i * cols + c0, i * cols + c1);
@@ -621,9 +620,10 @@ impl RowJob<'_> {
     fn rows(&self, i: usize, w: &[u8], out: &mut [f32]) {
         let (row_bytes, weights) = (self.shape.bytes, self.shape.weights);
         match self.ops {
-            Operands::Int8 { q, scales, cols, halves, rows, .. } => {
-                let a = &q[i * cols * halves..(i + 1) * cols * halves];
-                let s = &scales[i * cols / Q_BLOCK..(i + 1) * cols / Q_BLOCK];
+            Operands::Int8 { q, scales, cols, slots, rows, .. } => {
+                let blocks = cols / Q_BLOCK;
+                let a = &q[i * blocks * slots..(i + 1) * blocks * slots];
+                let s = &scales[i * blocks..(i + 1) * blocks];
                 rows(w, row_bytes, weights, a, s, out);
             }
             _ => {
@@ -790,11 +790,17 @@ fn prepare<'a>(
         }
         _ => activations.code(),
     };
-    let halves = code.halves();
+    let int8 = format.dtype == DType::Int8;
+    let (blocks, slots) = (cols / Q_BLOCK, if int8 { block_slots(code) } else { Q_BLOCK });
     for i in 0..n {
-        let q = &mut q8[i * cols * halves..(i + 1) * cols * halves];
-        let s = &mut q8_scales[i * cols / Q_BLOCK..(i + 1) * cols / Q_BLOCK];
-        quantize_activations(code, &x[i * stride..i * stride + cols], q, s);
+        let q = &mut q8[i * blocks * slots..(i + 1) * blocks * slots];
+        let s = &mut q8_scales[i * blocks..(i + 1) * blocks];
+        let x = &x[i * stride..i * stride + cols];
+        if int8 {
+            code_for_int8(code, x, q, s);
+        } else {
+            quantize_activations(code, x, q, s);
+        }
     }
     let (q, scales) = (&*q8, &*q8_scales);
     match (format.dtype, code) {
@@ -802,17 +808,25 @@ fn prepare<'a>(
             q,
             scales,
             cols,
-            halves,
+            slots,
             dot: kernels.dot_i8_split,
             rows: kernels.rows_i8_split,
         },
-        (DType::Int8, _) => Operands::Int8 {
+        (DType::Int8, ActivationCode::Int16) => Operands::Int8 {
             q,
             scales,
             cols,
-            halves,
+            slots,
             dot: kernels.dot_i8_i16,
             rows: kernels.rows_i8_i16,
+        },
+        (DType::Int8, ActivationCode::Int8) => Operands::Int8 {
+            q,
+            scales,
+            cols,
+            slots,
+            dot: kernels.dot_i8_i8,
+            rows: kernels.rows_i8_i8,
         },
         (DType::Int4, _) => Operands::Int4 { q, scales, cols, dot: dot_q4 },
         (dtype, _) => {

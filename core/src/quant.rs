@@ -6,7 +6,7 @@ use half::f16;
 
 use crate::kernels::affine::MAX_BLOCK;
 use crate::kernels::f16_to_f32;
-use crate::kernels::int8::{Q_BLOCK, int8_block_offset};
+use crate::kernels::int8::{Q_BLOCK, int8_block_offset, stored_weight};
 
 /// Encodes `x` as little-endian f32 into `out` (`4 * x.len()` bytes).
 pub fn encode_f32(x: &[f32], out: &mut [u8]) {
@@ -38,7 +38,8 @@ fn int8_value(v: f32, d: f32) -> i8 {
 
 /// Encodes one row `x` of int8 weights in the pair layout of [`crate::kernels::int8`]:
 /// symmetric, one scale per `block` inputs (a multiple of 32 dividing the row; each 32-block
-/// of a group stores the group's scale), `d = max|x| / 127` rounded to f16, `q = round(x / d)`.
+/// of a group stores the group's scale), `d = max|x| / 127` rounded to f16, `q = round(x / d)`
+/// stored as [`stored_weight`] (even elements biased by 128).
 /// `out` holds `int8_row_bytes(x.len())` bytes.
 pub fn encode_int8(x: &[f32], block: usize, out: &mut [u8]) {
     let group = block.max(Q_BLOCK);
@@ -50,8 +51,8 @@ pub fn encode_int8(x: &[f32], block: usize, out: &mut [u8]) {
             let unit = int8_block_offset(b & !1);
             out[unit + 2 * (b & 1)..unit + 2 * (b & 1) + 2].copy_from_slice(&bits.to_le_bytes());
             let at = unit + 4 + (b & 1) * Q_BLOCK;
-            for (o, &v) in out[at..at + Q_BLOCK].iter_mut().zip(xb) {
-                *o = int8_value(v, d) as u8;
+            for (k, (o, &v)) in out[at..at + Q_BLOCK].iter_mut().zip(xb).enumerate() {
+                *o = stored_weight(k, int8_value(v, d));
             }
         }
     }
@@ -297,7 +298,11 @@ mod tests {
     fn zero_blocks_stay_zero() {
         let mut bytes = vec![0xffu8; int8_row_bytes(96)];
         encode_int8(&[0.0; 96], 32, &mut bytes);
-        assert!(bytes.iter().all(|&b| b == 0));
+        // Scales 0, the single block's padding 0, weights 0: even ones stored as 128.
+        let weight = |k: usize| if k.is_multiple_of(2) { 0x80 } else { 0 };
+        let pair: Vec<u8> = [0u8; 4].into_iter().chain((0..64).map(weight)).collect();
+        let single: Vec<u8> = [0u8; 4].into_iter().chain((0..32).map(weight)).collect();
+        assert_eq!(bytes, [pair, single].concat());
     }
 
     #[test]

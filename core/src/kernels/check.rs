@@ -1,7 +1,10 @@
 //! The fast kernels against their plain twins, on the target itself: what a board (or its
 //! emulator) runs to prove its assembly gives the host's bits.
 
-use super::int8::{ActivationCode, Q_BLOCK, int8_row_bytes, quantize_activations};
+use super::int8::{
+    ActivationCode, Q_BLOCK, act_position, block_slots, code_for_int8, header_slots,
+    int8_row_bytes, stored_weight,
+};
 use super::{Kernels, LANES, Lanes, f16_to_f32, reduce_blocks};
 use crate::quant::encode_int8;
 
@@ -47,7 +50,7 @@ pub fn check(fast: &Kernels) -> Result<usize, Mismatch> {
         *v = noise(&mut seed) * if i % 37 == 5 { 60.0 } else { 1.5 };
     }
     let mut weights = [0u8; ROWS * int8_row_bytes(COLS)];
-    let mut q = [0i16; 2 * COLS];
+    let mut q = [0i16; COLS / Q_BLOCK * block_slots(ActivationCode::Split)];
     let mut s = [0.0f32; COLS / Q_BLOCK];
     for cols in (Q_BLOCK..=COLS).step_by(Q_BLOCK) {
         let row_bytes = int8_row_bytes(cols);
@@ -59,28 +62,39 @@ pub fn check(fast: &Kernels) -> Result<usize, Mismatch> {
             encode_int8(&row[..cols], 32, &mut weights[r * row_bytes..(r + 1) * row_bytes]);
         }
         let w = &weights[..ROWS * row_bytes];
-        for code in [ActivationCode::Split, ActivationCode::Int16] {
-            let h = code.halves();
-            let (q, s) = (&mut q[..cols * h], &mut s[..cols / Q_BLOCK]);
-            quantize_activations(code, &x[..cols], q, s);
-            let (dot, plain_dot, rows, plain_rows, name) = match code {
+        for code in [ActivationCode::Split, ActivationCode::Int16, ActivationCode::Int8] {
+            let per = block_slots(code);
+            let (q, s) = (&mut q[..cols / Q_BLOCK * per], &mut s[..cols / Q_BLOCK]);
+            code_for_int8(code, &x[..cols], q, s);
+            let (dot, plain_dot, rows, plain_rows, names) = match code {
                 ActivationCode::Split => (
                     fast.dot_i8_split,
                     plain.dot_i8_split,
                     fast.rows_i8_split,
                     plain.rows_i8_split,
-                    "split",
+                    ["dot_i8_split", "rows_i8_split"],
                 ),
-                _ => {
-                    (fast.dot_i8_i16, plain.dot_i8_i16, fast.rows_i8_i16, plain.rows_i8_i16, "i16")
-                }
+                ActivationCode::Int16 => (
+                    fast.dot_i8_i16,
+                    plain.dot_i8_i16,
+                    fast.rows_i8_i16,
+                    plain.rows_i8_i16,
+                    ["dot_i8_i16", "rows_i8_i16"],
+                ),
+                ActivationCode::Int8 => (
+                    fast.dot_i8_i8,
+                    plain.dot_i8_i8,
+                    fast.rows_i8_i8,
+                    plain.rows_i8_i8,
+                    ["dot_i8_i8", "rows_i8_i8"],
+                ),
             };
             // Whole rows.
             let (mut got, mut want) = ([0.0f32; ROWS], [0.0f32; ROWS]);
             rows(w, row_bytes, row_bytes, q, s, &mut got);
             plain_rows(w, row_bytes, row_bytes, q, s, &mut want);
             for (g, e) in got.iter().zip(&want) {
-                compare(if h == 2 { "rows_i8_split" } else { "rows_i8_i16" }, cols, 0, *g, *e)?;
+                compare(names[1], cols, 0, *g, *e)?;
                 checked += 1;
             }
             // A row cut at block `cut` (even), the lanes carried across.
@@ -89,14 +103,13 @@ pub fn check(fast: &Kernels) -> Result<usize, Mismatch> {
                 let at = super::int8::int8_block_offset(cut);
                 let row = &w[..row_bytes];
                 let piece = |k: super::IntDot, lanes: &mut Lanes| {
-                    k(&row[..at], &q[..cut * Q_BLOCK * h], &s[..cut], 0, lanes);
-                    k(&row[at..], &q[cut * Q_BLOCK * h..], &s[cut..], cut, lanes);
+                    k(&row[..at], &q[..cut * per], &s[..cut], 0, lanes);
+                    k(&row[at..], &q[cut * per..], &s[cut..], cut, lanes);
                 };
                 let (mut fl, mut pl) = (start_lanes(), start_lanes());
                 piece(dot, &mut fl);
                 piece(plain_dot, &mut pl);
-                let kernel = if name == "split" { "dot_i8_split" } else { "dot_i8_i16" };
-                compare(kernel, cols, cut, reduce_blocks(&fl), reduce_blocks(&pl))?;
+                compare(names[0], cols, cut, reduce_blocks(&fl), reduce_blocks(&pl))?;
                 checked += 1;
             }
         }
@@ -131,15 +144,26 @@ fn compare(
 }
 
 /// Every f16 bit pattern as both scales of a pair (zero weights but one, zero activations
-/// but one, so each result is exactly the decoded scale times a known integer).
+/// but one, so each result is the decoded scale times a known integer, rounded once).
 fn check_scales(fast: &Kernels) -> Result<usize, Mismatch> {
     let mut unit = [0u8; 2 * 34];
-    unit[4] = 1; // weight 0 of block 0
-    unit[4 + Q_BLOCK] = 2; // weight 0 of block 1
-    let mut a = [0i16; 2 * Q_BLOCK];
-    let (k0, k1) = (super::int8::act_position(0), Q_BLOCK + super::int8::act_position(0));
-    a[k0] = 3;
-    a[k1] = 5;
+    for (k, b) in unit[4..].iter_mut().enumerate() {
+        // Weight 0 of block 0 is 1, of block 1 is 2; the rest 0.
+        let q = match k {
+            0 => 1,
+            Q_BLOCK => 2,
+            _ => 0,
+        };
+        *b = stored_weight(k % Q_BLOCK, q);
+    }
+    // Activation 0 of each block is the block's only one, coded as 32767 (the int16 layout,
+    // headers included); scales of 1.
+    let mut a = [0i16; 2 * block_slots(ActivationCode::Int16)];
+    let mut x = [0.0f32; 2 * Q_BLOCK];
+    (x[0], x[Q_BLOCK]) = (3.0, 5.0);
+    code_for_int8(ActivationCode::Int16, &x, &mut a, &mut [0.0; 2]);
+    let first = header_slots(ActivationCode::Int16) + act_position(0);
+    let top = a[first];
     let s = [1.0f32, 1.0];
     let mut checked = 0;
     for bits in (0..=u16::MAX).step_by(3) {
@@ -153,7 +177,7 @@ fn check_scales(fast: &Kernels) -> Result<usize, Mismatch> {
             compare("f16", usize::from(bits), l, fl[l], pl[l])?;
         }
         // And the plain decoder is what the plain kernel used.
-        compare("f16", usize::from(bits), 2, pl[0], f16_to_f32(bits) * 3.0)?;
+        compare("f16", usize::from(bits), 2, pl[0], f16_to_f32(bits) * f32::from(top))?;
         checked += 1;
     }
     Ok(checked)

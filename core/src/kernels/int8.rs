@@ -6,6 +6,10 @@
 //! (36 bytes) when the row has an odd number of blocks. Both are multiples of 4 bytes, so on a
 //! Cortex-M33 every weight word is word-aligned (`LDM`), and each unit carries its own
 //! scales, so a row can be cut between any two units. Block `j`'s value is `d_j · q`.
+//! Weight `k` of a block is stored as the byte `q` when `k` is odd and `q + 128` (`q ^ 0x80`,
+//! unsigned) when `k` is even ([`stored_weight`], [`weight_value`]): read as a halfword, each
+//! pair of weights is then `(q_even + 128) + 256 · q_odd` exactly, which the Cortex-M33's
+//! int8 path multiplies without unpacking (see [`code_for_int8`]).
 //!
 //! **Activations.** Each matrix input is coded per block of 32 elements, with one f32 scale
 //! `s` per block ([`ActivationCode`]):
@@ -16,6 +20,13 @@
 //! - [`ActivationCode::Int16`]: `q = round(x / s)` (ties to even), `s = max|x| / 32767`.
 //! - [`ActivationCode::Int8`]: `q = round(x / s)`, `s = max|x| / 127` (W8A8, as llama.cpp's
 //!   q8_0), stored as i16 like the others.
+//!
+//! For int8 weights ([`code_for_int8`]) the Cortex-M DSP layout (feature `dsp` on Arm) also
+//! starts each block with a *header*, `−128 · Σ` of the block's even elements (one i32 per
+//! half), which starts the block's integer sum and so cancels the even weights' bias; there
+//! the int8 code stores each odd element `a_k` as `a_k − 256 · a_(k−1)`, so that one `SMLAD`
+//! takes a raw weight halfword pair against the even elements and a second one the odd
+//! weights against the odd slots. Elsewhere blocks are the elements alone.
 //!
 //! **Sums.** Per block, the integer sums are exact: `H = Σ w·hi`, `L = Σ w·lo` (split) or
 //! `H = Σ w·q`; at most 32 · 127 · 2^15 < 2^31. Then, in f32, `t = H` (or
@@ -30,6 +41,23 @@ pub const Q_BLOCK: usize = 32;
 pub const PAIR_BYTES: usize = 4 + 2 * Q_BLOCK;
 /// Bytes of the single block an odd row ends with: a scale, two zero bytes, 32 weights.
 pub const SINGLE_BYTES: usize = 4 + Q_BLOCK;
+
+/// Whether activations take the Cortex-M DSP kernels' layout (feature `dsp` on Arm).
+const DSP: bool = cfg!(all(target_arch = "arm", feature = "dsp"));
+
+/// The stored byte of weight `q`, element `k` of its block: `q + 128` (unsigned) when `k` is
+/// even, `q` when it is odd.
+#[inline(always)]
+pub const fn stored_weight(k: usize, q: i8) -> u8 {
+    if k.is_multiple_of(2) { (q as u8) ^ 0x80 } else { q as u8 }
+}
+
+/// The weight a stored byte holds, element `k` of its block (the inverse of
+/// [`stored_weight`]).
+#[inline(always)]
+pub const fn weight_value(k: usize, byte: u8) -> i32 {
+    if k.is_multiple_of(2) { byte as i32 - 128 } else { byte as i8 as i32 }
+}
 
 /// Bytes of a row of `cols` int8 weights (`cols` a multiple of [`Q_BLOCK`]).
 pub const fn int8_row_bytes(cols: usize) -> usize {
@@ -60,8 +88,8 @@ pub fn block_count(w: &[u8]) -> usize {
 pub fn decode_int8(w: &[u8], out: &mut [f32]) {
     for ((d, q), ob) in blocks(w).zip(out.chunks_exact_mut(Q_BLOCK)) {
         let d = f16_to_f32(d);
-        for (o, &v) in ob.iter_mut().zip(q) {
-            *o = d * f32::from(v as i8);
+        for (k, (o, &v)) in ob.iter_mut().zip(q).enumerate() {
+            *o = d * weight_value(k, v) as f32;
         }
     }
 }
@@ -85,6 +113,18 @@ impl ActivationCode {
             Self::Int16 | Self::Int8 => 1,
         }
     }
+}
+
+/// i16 slots that start each block of activations coded for int8 weights: on the DSP
+/// layout the block's header (an i32 per half, see the module documentation), elsewhere none.
+pub const fn header_slots(code: ActivationCode) -> usize {
+    if DSP { 2 * code.halves() } else { 0 }
+}
+
+/// i16 slots per block of activations coded for int8 weights ([`code_for_int8`]): the
+/// header, then `halves()` values per element.
+pub const fn block_slots(code: ActivationCode) -> usize {
+    header_slots(code) + Q_BLOCK * code.halves()
 }
 
 /// Where element `k` of a block sits among its block's one-per-element activations: the
@@ -137,6 +177,54 @@ pub fn quantize_activations(code: ActivationCode, x: &[f32], q: &mut [i16], scal
             ActivationCode::Int8 => *s = round_block(xb, amax, qb, 127.0),
         }
     }
+}
+
+/// Codes `x` (a multiple of [`Q_BLOCK`] long) for the int8-weight kernels: as
+/// [`quantize_activations`], each block in [`block_slots`] of `q`, with the DSP layout's
+/// header and, for [`ActivationCode::Int8`], its odd slots (see the module documentation).
+pub fn code_for_int8(code: ActivationCode, x: &[f32], q: &mut [i16], scales: &mut [f32]) {
+    let (header, body) = (header_slots(code), Q_BLOCK * code.halves());
+    for ((xb, qb), s) in
+        x.chunks_exact(Q_BLOCK).zip(q.chunks_exact_mut(header + body)).zip(scales.iter_mut())
+    {
+        let (head, values) = qb.split_at_mut(header);
+        quantize_activations(code, xb, values, core::slice::from_mut(s));
+        if DSP {
+            fill_header(code, head, values);
+        }
+    }
+}
+
+/// The DSP layout's header of one coded block (`values` in [`act_position`] or
+/// [`split_position`] order), and the int8 code's odd slots.
+fn fill_header(code: ActivationCode, head: &mut [i16], values: &mut [i16]) {
+    for (part, h) in head.chunks_exact_mut(2).enumerate() {
+        let mut even = 0i32;
+        for k in (0..Q_BLOCK).step_by(2) {
+            even += i32::from(match code {
+                ActivationCode::Split => values[split_position(k, part)],
+                _ => values[act_position(k)],
+            });
+        }
+        let bits = (-128 * even) as u32;
+        h[0] = bits as u16 as i16;
+        h[1] = (bits >> 16) as u16 as i16;
+    }
+    if code == ActivationCode::Int8 {
+        for k in (1..Q_BLOCK).step_by(2) {
+            let prev = values[act_position(k - 1)];
+            values[act_position(k)] -= 256 * prev;
+        }
+    }
+}
+
+/// Element `k` of a block of int8-coded activations laid out by [`code_for_int8`] (`a`
+/// without the header): the slot itself, or on the DSP layout an odd slot plus 256 times
+/// its even neighbour.
+#[inline(always)]
+fn int8_element(a: &[i16], k: usize) -> i32 {
+    let v = i32::from(a[act_position(k)]);
+    if DSP && k % 2 == 1 { v + 256 * i32::from(a[act_position(k - 1)]) } else { v }
 }
 
 /// `v` rounded to the nearest integer, ties to even, for `|v| < 2^22`: adding and
@@ -193,23 +281,34 @@ fn fixed_point(x: f32, e: i32) -> i32 {
     if bits >> 31 == 1 { -magnitude } else { magnitude }
 }
 
-/// `Σ w·a` over one block: weights as stored, activations in [`act_position`] order. The
-/// plain twin of every kernel's inner loop.
+/// `Σ w·a` over one block: stored weights ([`weight_value`]), 16-bit activations in
+/// [`act_position`] order (no header). The plain twin of every int16 kernel's inner loop.
 #[inline(always)]
 pub fn isum_plain(w: &[u8], a: &[i16]) -> i32 {
     let mut sum = 0i32;
     for k in 0..Q_BLOCK {
-        sum += i32::from(w[k] as i8) * i32::from(a[act_position(k)]);
+        sum += weight_value(k, w[k]) * i32::from(a[act_position(k)]);
     }
     sum
 }
 
-/// `(Σ w·hi, Σ w·lo)` over one block of split activations ([`split_position`] order).
+/// `Σ w·a` over one block of int8-coded activations ([`int8_element`], no header).
+#[inline(always)]
+pub fn isum_i8_plain(w: &[u8], a: &[i16]) -> i32 {
+    let mut sum = 0i32;
+    for (k, &byte) in w[..Q_BLOCK].iter().enumerate() {
+        sum += weight_value(k, byte) * int8_element(a, k);
+    }
+    sum
+}
+
+/// `(Σ w·hi, Σ w·lo)` over one block of split activations ([`split_position`] order, no
+/// header).
 #[inline(always)]
 pub fn isum_split_plain(w: &[u8], a: &[i16]) -> (i32, i32) {
     let (mut hi, mut lo) = (0i32, 0i32);
     for k in 0..Q_BLOCK {
-        let v = i32::from(w[k] as i8);
+        let v = weight_value(k, w[k]);
         hi += v * i32::from(a[split_position(k, 0)]);
         lo += v * i32::from(a[split_position(k, 1)]);
     }
@@ -243,26 +342,47 @@ fn for_blocks(w: &[u8], mut f: impl FnMut(usize, u16, &[u8; Q_BLOCK])) {
     }
 }
 
-/// The int16 and int8 paths' plain kernel: `lanes[(block0 + b) % 4] += d_b · (s_b · H_b)`
-/// over the blocks of units `w`, activations `a` (32 per block) and scales `s`.
+/// The int16 path's plain kernel: `lanes[(block0 + b) % 4] += d_b · (s_b · H_b)` over the
+/// blocks of units `w`, activations `a` ([`block_slots`] per block) and scales `s`.
 pub fn dot_i8_i16(w: &[u8], a: &[i16], s: &[f32], block0: usize, lanes: &mut Lanes) {
-    let n = block_count(w).min(s.len()).min(a.len() / Q_BLOCK);
+    dot_blocks(ActivationCode::Int16, isum_plain, w, a, s, block0, lanes);
+}
+
+/// The int8 path's plain kernel: [`dot_i8_i16`] over int8-coded activations.
+pub fn dot_i8_i8(w: &[u8], a: &[i16], s: &[f32], block0: usize, lanes: &mut Lanes) {
+    dot_blocks(ActivationCode::Int8, isum_i8_plain, w, a, s, block0, lanes);
+}
+
+/// [`dot_i8_i16`] with the block sum `isum` over blocks of `code`.
+#[inline(always)]
+fn dot_blocks(
+    code: ActivationCode,
+    isum: fn(&[u8], &[i16]) -> i32,
+    w: &[u8],
+    a: &[i16],
+    s: &[f32],
+    block0: usize,
+    lanes: &mut Lanes,
+) {
+    let (header, per_block) = (header_slots(code), block_slots(code));
+    let n = block_count(w).min(s.len()).min(a.len() / per_block);
     for_blocks(w, |b, d, q| {
         if b < n {
-            let t = isum_plain(q, &a[b * Q_BLOCK..(b + 1) * Q_BLOCK]) as f32;
+            let t = isum(q, &a[b * per_block + header..(b + 1) * per_block]) as f32;
             lanes[(block0 + b) % BLOCK_LANES] += f16_to_f32(d) * (s[b] * t);
         }
     });
 }
 
 /// The exact path's plain kernel: as [`dot_i8_i16`] with `t_b = H_b + L_b · 2^-15` over
-/// split activations (64 per block).
+/// split activations.
 pub fn dot_i8_split(w: &[u8], a: &[i16], s: &[f32], block0: usize, lanes: &mut Lanes) {
-    let per_block = 2 * Q_BLOCK;
+    let (header, per_block) =
+        (header_slots(ActivationCode::Split), block_slots(ActivationCode::Split));
     let n = block_count(w).min(s.len()).min(a.len() / per_block);
     for_blocks(w, |b, d, q| {
         if b < n {
-            let (hi, lo) = isum_split_plain(q, &a[b * per_block..(b + 1) * per_block]);
+            let (hi, lo) = isum_split_plain(q, &a[b * per_block + header..(b + 1) * per_block]);
             lanes[(block0 + b) % BLOCK_LANES] += f16_to_f32(d) * (s[b] * split_sum(hi, lo));
         }
     });
@@ -296,6 +416,18 @@ pub fn rows_i8_i16(
     out: &mut [f32],
 ) {
     rows_with(dot_i8_i16, w, row_bytes, weight_bytes, a, s, out);
+}
+
+/// The plain [`super::IntRows`] of [`dot_i8_i8`].
+pub fn rows_i8_i8(
+    w: &[u8],
+    row_bytes: usize,
+    weight_bytes: usize,
+    a: &[i16],
+    s: &[f32],
+    out: &mut [f32],
+) {
+    rows_with(dot_i8_i8, w, row_bytes, weight_bytes, a, s, out);
 }
 
 /// The plain [`super::IntRows`] of [`dot_i8_split`].
@@ -346,10 +478,11 @@ pub(crate) mod tests {
         (0..n).map(|i| lcg(&mut seed) * if i % 37 == 5 { 80.0 } else { 1.5 }).collect()
     }
 
-    fn coded(code: ActivationCode, x: &[f32]) -> (Vec<i16>, Vec<f32>) {
-        let mut q = vec![0i16; x.len() * code.halves()];
+    /// `x` coded for int8 weights: the activations and their scales.
+    pub(crate) fn coded(code: ActivationCode, x: &[f32]) -> (Vec<i16>, Vec<f32>) {
+        let mut q = vec![0i16; x.len() / Q_BLOCK * block_slots(code)];
         let mut s = vec![0.0f32; x.len() / Q_BLOCK];
-        quantize_activations(code, x, &mut q, &mut s);
+        code_for_int8(code, x, &mut q, &mut s);
         (q, s)
     }
 
@@ -360,7 +493,7 @@ pub(crate) mod tests {
         w: &[u8],
         a: &[i16],
         s: &[f32],
-        halves: usize,
+        per: usize,
         cuts: &[usize],
     ) -> f32 {
         let blocks = s.len();
@@ -371,7 +504,6 @@ pub(crate) mod tests {
         for pair in bounds.windows(2) {
             let (b0, b1) = (pair[0], pair[1]);
             let w = &w[int8_block_offset(b0)..int8_block_offset(b1)];
-            let per = Q_BLOCK * halves;
             kernel(w, &a[b0 * per..b1 * per], &s[b0..b1], b0, &mut lanes);
         }
         reduce_blocks(&lanes)
@@ -390,8 +522,10 @@ pub(crate) mod tests {
     fn split_coding_is_finer_than_f32() {
         let x = activations(256, 3);
         let (q, s) = coded(ActivationCode::Split, &x);
-        for (b, (xb, qb)) in x.chunks(32).zip(q.chunks(64)).enumerate() {
+        let per = block_slots(ActivationCode::Split);
+        for (b, (xb, qb)) in x.chunks(32).zip(q.chunks(per)).enumerate() {
             let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let qb = &qb[header_slots(ActivationCode::Split)..];
             for (k, &v) in xb.iter().enumerate() {
                 let hi = f64::from(qb[split_position(k, 0)]);
                 let lo = f64::from(qb[split_position(k, 1)]);
@@ -412,10 +546,10 @@ pub(crate) mod tests {
         for (code, kernel, tol) in [
             (ActivationCode::Split, Kernels::PORTABLE.dot_i8_split, 1e-6),
             (ActivationCode::Int16, Kernels::PORTABLE.dot_i8_i16, 1e-4),
-            (ActivationCode::Int8, Kernels::PORTABLE.dot_i8_i16, 2e-2),
+            (ActivationCode::Int8, Kernels::PORTABLE.dot_i8_i8, 2e-2),
         ] {
             let (q, s) = coded(code, &x);
-            let got = row_dot(kernel, &w, &q, &s, code.halves(), &[]);
+            let got = row_dot(kernel, &w, &q, &s, block_slots(code), &[]);
             assert!((f64::from(got) - exact).abs() <= tol * scale, "{code:?}: {got} vs {exact}");
         }
     }
@@ -424,15 +558,17 @@ pub(crate) mod tests {
     fn pieces_at_unit_boundaries_give_the_same_bits() {
         let (w, _) = weights(1, 640, 32, 2);
         let x = activations(640, 8);
-        for code in [ActivationCode::Split, ActivationCode::Int16] {
+        for code in [ActivationCode::Split, ActivationCode::Int16, ActivationCode::Int8] {
             let (q, s) = coded(code, &x);
             let kernel = match code {
                 ActivationCode::Split => dot_i8_split as super::super::IntDot,
-                _ => dot_i8_i16,
+                ActivationCode::Int16 => dot_i8_i16,
+                ActivationCode::Int8 => dot_i8_i8,
             };
-            let whole = row_dot(kernel, &w, &q, &s, code.halves(), &[]);
+            let per = block_slots(code);
+            let whole = row_dot(kernel, &w, &q, &s, per, &[]);
             for cuts in [&[2][..], &[4, 6], &[2, 4, 6, 8, 10, 12, 14, 16, 18]] {
-                let cut = row_dot(kernel, &w, &q, &s, code.halves(), cuts);
+                let cut = row_dot(kernel, &w, &q, &s, per, cuts);
                 assert_eq!(cut.to_bits(), whole.to_bits(), "{code:?} {cuts:?}");
             }
         }
@@ -444,7 +580,37 @@ pub(crate) mod tests {
         let mut x = activations(64, 1);
         x[40] = f32::INFINITY;
         let (q, s) = coded(ActivationCode::Split, &x);
-        assert!(row_dot(dot_i8_split, &w, &q, &s, 2, &[]).is_nan());
+        let per = block_slots(ActivationCode::Split);
+        assert!(row_dot(dot_i8_split, &w, &q, &s, per, &[]).is_nan());
         assert!(s[0].is_finite() && s[1].is_nan());
+    }
+
+    #[test]
+    fn stored_weights_read_back_and_pair_as_biased_halfwords() {
+        for k in 0..4 {
+            for q in -128..=127i8 {
+                assert_eq!(weight_value(k, stored_weight(k, q)), i32::from(q), "k {k} q {q}");
+            }
+        }
+        // A stored pair read as a signed halfword is (q0 + 128) + 256 · q1, exactly.
+        for (q0, q1) in [(-127i8, -127i8), (-1, 0), (0, -1), (127, 127), (5, -9)] {
+            let half = i16::from_le_bytes([stored_weight(0, q0), stored_weight(1, q1)]);
+            assert_eq!(i32::from(half), i32::from(q0) + 128 + 256 * i32::from(q1));
+        }
+    }
+
+    #[test]
+    fn the_int8_code_reads_back_the_rounded_activations() {
+        let x = activations(96, 5);
+        let (q, s) = coded(ActivationCode::Int8, &x);
+        let per = block_slots(ActivationCode::Int8);
+        for (b, (xb, qb)) in x.chunks(32).zip(q.chunks(per)).enumerate() {
+            let values = &qb[header_slots(ActivationCode::Int8)..];
+            for (k, &v) in xb.iter().enumerate() {
+                let back = int8_element(values, k);
+                assert!(back.abs() <= 127);
+                assert!((s[b] * back as f32 - v).abs() <= s[b] * 0.5001, "{v} vs {back}");
+            }
+        }
     }
 }

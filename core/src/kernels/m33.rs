@@ -1,11 +1,16 @@
 //! Cortex-M33 kernels (feature `dsp`): the integer paths in `SXTB16`/`SMLAD` inline assembly,
 //! one pair of blocks per call, with the per-block f32 scaling in the same assembly.
 //!
-//! Per four weights (one word): `SXTB16` twice splits them into two halfword pairs, matching
-//! activations stored as those pairs ([`super::int8::act_position`]), and `SMLAD` multiplies
-//! and adds a pair per instruction (twice per pair of halves on the exact path, which has
-//! two 16-bit halves per activation). Weights and activations arrive four words per `LDM`
-//! (the pack's pairs of blocks keep every weight word-aligned). Each block's i32 sum then
+//! Per four weights (one word) on the int16 and exact paths: `UXTB16` takes the even weights
+//! (stored `+ 128`, see [`super::int8`]), `SXTB16 ror 8` the odd ones, matching activations
+//! stored as those pairs ([`super::int8::act_position`]), and `SMLAD` multiplies and adds a
+//! pair per instruction (twice per pair of halves on the exact path, which has two 16-bit
+//! halves per activation). Each block's sum starts from its header, `−128 · Σ` of the even
+//! activations, which cancels the bias. The int8 path needs one instruction fewer per word:
+//! its raw halfwords `(q0 + 128) + 256 · q1` meet the even activations in one `SMLAD`, the odd
+//! weights (`SXTB16 ror 8`) the odd slots `a1 − 256 · a0` in another. Weights and activations
+//! arrive four words per `LDM` (the pack's pairs of blocks keep every weight word-aligned),
+//! each block's header in the first activation `LDM`. Each block's i32 sum then
 //! goes through `VCVT`, the f16 scales through `VCVTB`/`VCVTT` (exact, as
 //! [`super::f16_to_f32`]), and `VMUL`/`VMLA` — ARMv8-M's `VMLA.F32` rounds the product
 //! before adding, so it gives the bits of the plain kernel's separate multiply and add.
@@ -16,7 +21,7 @@
 
 use core::arch::asm;
 
-use super::int8::{self, PAIR_BYTES, Q_BLOCK};
+use super::int8::{self, ActivationCode, PAIR_BYTES, Q_BLOCK, block_slots};
 use super::{Kernels, Lanes, float};
 
 /// The table [`Kernels::native`] gives with the `dsp` feature on Arm.
@@ -25,8 +30,10 @@ pub(super) const KERNELS: Kernels = Kernels {
     dot_f32: float::dot_f32,
     dot_f16: float::dot_f16,
     dot_i8_i16: dot_i8_i16,
+    dot_i8_i8: dot_i8_i8,
     dot_i8_split: dot_i8_split,
     rows_i8_i16: rows_i8_i16,
+    rows_i8_i8: rows_i8_i8,
     rows_i8_split: rows_i8_split,
 };
 
@@ -39,13 +46,14 @@ fn pairs(w: &[u8], a: &[i16], s: &[f32], per_block: usize, block0: usize) -> Opt
 }
 
 /// One weight word (`$w`) against its two activation words (`$a0`, `$a1`), into `r2` (`r3`
-/// is scratch); the first product is `$op` with `$acc`: `smuad` (no accumulator) starts the
-/// block's sum, `smlad` with `, r2` adds to it.
+/// is scratch): the even weights by `$even` (`uxtb16` for stored weights, `sxtb16` for
+/// plain bytes), the odd ones by `sxtb16 ror 8`; the first product is `$op` with `$acc`:
+/// `smuad` (no accumulator) starts the block's sum, `smlad` with `, r2` adds to it.
 #[rustfmt::skip]
 macro_rules! i16_word {
-    ($op:literal, $acc:literal, $w:literal, $a0:literal, $a1:literal) => {
+    ($even:literal, $op:literal, $acc:literal, $w:literal, $a0:literal, $a1:literal) => {
         concat!(
-            "sxtb16 r3, ", $w, "\n",
+            $even, " r3, ", $w, "\n",
             $op, " r2, r3, ", $a0, $acc, "\n",
             "sxtb16 ", $w, ", ", $w, ", ror #8\n",
             "smlad r2, ", $w, ", ", $a1, ", r2\n",
@@ -53,25 +61,83 @@ macro_rules! i16_word {
     };
 }
 
-/// One block of the int16/int8 paths: `r2 = Σ w·a` over 8 weight words (`r0`) and 16
-/// activation words (`r1`), both pointers advanced.
+/// One block of the int16 path: `r2 = Σ w·a` over 8 stored weight words (`r0`) and a header
+/// and 16 activation words (`r1`), both pointers advanced; the header starts the sum.
 macro_rules! i16_block {
     () => {
         concat!(
             "ldm r0!, {{r4, r5, r8, r9}}\n",
-            "ldm r1!, {{r10, r11, r12, lr}}\n",
-            i16_word!("smuad", "", "r4", "r10", "r11"),
-            i16_word!("smlad", ", r2", "r5", "r12", "lr"),
-            "ldm r1!, {{r10, r11, r12, lr}}\n",
-            i16_word!("smlad", ", r2", "r8", "r10", "r11"),
-            i16_word!("smlad", ", r2", "r9", "r12", "lr"),
+            "ldm r1!, {{r2, r10, r11, r12, lr}}\n",
+            i16_word!("uxtb16", "smlad", ", r2", "r4", "r10", "r11"),
+            i16_rest!("uxtb16"),
+        )
+    };
+}
+
+/// One block of plain signed bytes (no bias, no header): `r2 = Σ w·a` as `i16_block`.
+macro_rules! byte_block {
+    () => {
+        concat!(
             "ldm r0!, {{r4, r5, r8, r9}}\n",
             "ldm r1!, {{r10, r11, r12, lr}}\n",
-            i16_word!("smlad", ", r2", "r4", "r10", "r11"),
-            i16_word!("smlad", ", r2", "r5", "r12", "lr"),
+            i16_word!("sxtb16", "smuad", "", "r4", "r10", "r11"),
+            i16_rest!("sxtb16"),
+        )
+    };
+}
+
+/// The seven weight words of a block after its first (`r4` against `r10, r11`): see
+/// `i16_block`.
+macro_rules! i16_rest {
+    ($even:literal) => {
+        concat!(
+            i16_word!($even, "smlad", ", r2", "r5", "r12", "lr"),
             "ldm r1!, {{r10, r11, r12, lr}}\n",
-            i16_word!("smlad", ", r2", "r8", "r10", "r11"),
-            i16_word!("smlad", ", r2", "r9", "r12", "lr"),
+            i16_word!($even, "smlad", ", r2", "r8", "r10", "r11"),
+            i16_word!($even, "smlad", ", r2", "r9", "r12", "lr"),
+            "ldm r0!, {{r4, r5, r8, r9}}\n",
+            "ldm r1!, {{r10, r11, r12, lr}}\n",
+            i16_word!($even, "smlad", ", r2", "r4", "r10", "r11"),
+            i16_word!($even, "smlad", ", r2", "r5", "r12", "lr"),
+            "ldm r1!, {{r10, r11, r12, lr}}\n",
+            i16_word!($even, "smlad", ", r2", "r8", "r10", "r11"),
+            i16_word!($even, "smlad", ", r2", "r9", "r12", "lr"),
+        )
+    };
+}
+
+/// One stored weight word (`$w`) of the int8 path against its even activations (`$a0`) and
+/// odd slots (`$a1`), into `r2`: the raw halfwords, then the odd weights.
+#[rustfmt::skip]
+macro_rules! i8_word {
+    ($w:literal, $a0:literal, $a1:literal) => {
+        concat!(
+            "smlad r2, ", $w, ", ", $a0, ", r2\n",
+            "sxtb16 ", $w, ", ", $w, ", ror #8\n",
+            "smlad r2, ", $w, ", ", $a1, ", r2\n",
+        )
+    };
+}
+
+/// One block of the int8 path: `r2 = Σ w·a` over 8 stored weight words (`r0`) and a header
+/// and 16 activation words (`r1`), both pointers advanced; the header starts the sum.
+macro_rules! i8_block {
+    () => {
+        concat!(
+            "ldm r0!, {{r4, r5, r8, r9}}\n",
+            "ldm r1!, {{r2, r10, r11, r12, lr}}\n",
+            i8_word!("r4", "r10", "r11"),
+            i8_word!("r5", "r12", "lr"),
+            "ldm r1!, {{r10, r11, r12, lr}}\n",
+            i8_word!("r8", "r10", "r11"),
+            i8_word!("r9", "r12", "lr"),
+            "ldm r0!, {{r4, r5, r8, r9}}\n",
+            "ldm r1!, {{r10, r11, r12, lr}}\n",
+            i8_word!("r4", "r10", "r11"),
+            i8_word!("r5", "r12", "lr"),
+            "ldm r1!, {{r10, r11, r12, lr}}\n",
+            i8_word!("r8", "r10", "r11"),
+            i8_word!("r9", "r12", "lr"),
         )
     };
 }
@@ -83,7 +149,7 @@ macro_rules! i16_block {
 macro_rules! split_word {
     ($hi:literal, $lo:literal, $w:literal) => {
         concat!(
-            "sxtb16 r4, ", $w, "\n",
+            "uxtb16 r4, ", $w, "\n",
             $hi, "\n",
             $lo, "\n",
             "sxtb16 ", $w, ", ", $w, ", ror #8\n",
@@ -93,14 +159,16 @@ macro_rules! split_word {
     };
 }
 
-/// Two weight words of the exact path: `ldm` them, then each with its four activation words;
-/// `$hi`, `$lo` start the first word's sums (see `split_word`).
+/// Two weight words of the exact path: `ldm` them, then each with its four activation words
+/// (`$first`: the registers of the first activation `ldm`, `r2, r3` before the four when it
+/// loads the block's headers); `$hi`, `$lo` are the first word's first products (see
+/// `split_word`).
 #[rustfmt::skip]
 macro_rules! split_words {
-    ($hi:literal, $lo:literal) => {
+    ($first:literal, $hi:literal, $lo:literal) => {
         concat!(
             "ldm r0!, {{r5, r8}}\n",
-            "ldm r1!, {{r9, r10, r11, r12}}\n",
+            "ldm r1!, {{", $first, "r9, r10, r11, r12}}\n",
             split_word!($hi, $lo, "r5"),
             "ldm r1!, {{r9, r10, r11, r12}}\n",
             split_word!("smlad r2, r4, r9, r2", "smlad r3, r4, r11, r3", "r8"),
@@ -108,15 +176,15 @@ macro_rules! split_words {
     };
 }
 
-/// One block of the exact path: `r2 = Σ w·hi`, `r3 = Σ w·lo`.
+/// One block of the exact path: `r2 = Σ w·hi`, `r3 = Σ w·lo`, from the block's headers.
 #[rustfmt::skip]
 macro_rules! split_block {
     () => {
         concat!(
-            split_words!("smuad r2, r4, r9", "smuad r3, r4, r11"),
-            split_words!("smlad r2, r4, r9, r2", "smlad r3, r4, r11, r3"),
-            split_words!("smlad r2, r4, r9, r2", "smlad r3, r4, r11, r3"),
-            split_words!("smlad r2, r4, r9, r2", "smlad r3, r4, r11, r3"),
+            split_words!("r2, r3, ", "smlad r2, r4, r9, r2", "smlad r3, r4, r11, r3"),
+            split_words!("", "smlad r2, r4, r9, r2", "smlad r3, r4, r11, r3"),
+            split_words!("", "smlad r2, r4, r9, r2", "smlad r3, r4, r11, r3"),
+            split_words!("", "smlad r2, r4, r9, r2", "smlad r3, r4, r11, r3"),
         )
     };
 }
@@ -144,20 +212,31 @@ macro_rules! scale_pair {
     };
 }
 
-/// One pair of the int16/int8 paths into lanes `$la`, `$lb` with scales `$sa`, `$sb`.
-macro_rules! i16_pair {
-    ($sa:literal, $sb:literal, $la:literal, $lb:literal) => {
+/// One pair of the int16 path (`$block`: `i16_block`) or the int8 path (`i8_block`) into
+/// lanes `$la`, `$lb` with scales `$sa`, `$sb`.
+macro_rules! int_pair {
+    ($block:ident, $sa:literal, $sb:literal, $la:literal, $lb:literal) => {
         concat!(
             "vldmia r0!, {{s4}}\n",
-            i16_block!(),
+            $block!(),
             "vmov s0, r2\n",
-            i16_block!(),
+            $block!(),
             "vmov s1, r2\n",
             "vcvt.f32.s32 s0, s0\n",
             "vcvt.f32.s32 s1, s1\n",
             scale_pair!($sa, $sb, $la, $lb),
         )
     };
+}
+
+/// One pair of the int16 path (see `int_pair`).
+macro_rules! i16_pair {
+    ($($t:tt)*) => { int_pair!(i16_block, $($t)*) };
+}
+
+/// One pair of the int8 path (see `int_pair`).
+macro_rules! i8_pair {
+    ($($t:tt)*) => { int_pair!(i8_block, $($t)*) };
 }
 
 /// One pair of the exact path: block sums `t = H + L · 2^-15` (a fixed-point `VCVT` scales
@@ -378,49 +457,77 @@ macro_rules! run_rows {
     }};
 }
 
+/// Activation slots per block of the int16 path (header included).
+const I16_SLOTS: usize = block_slots(ActivationCode::Int16);
+/// Activation slots per block of the int8 path (header included).
+const I8_SLOTS: usize = block_slots(ActivationCode::Int8);
+/// Activation slots per block of the exact path (headers included).
+const SPLIT_SLOTS: usize = block_slots(ActivationCode::Split);
+
 /// [`int8::rows_i8_i16`] in one assembly loop.
 pub(super) fn rows_i8_i16(w: &[u8], rb: usize, wb: usize, a: &[i16], s: &[f32], out: &mut [f32]) {
-    if !run_rows!(i16_pair, w, rb, wb, a, s, out, Q_BLOCK) {
+    if !run_rows!(i16_pair, w, rb, wb, a, s, out, I16_SLOTS) {
         int8::rows_with(dot_i8_i16, w, rb, wb, a, s, out);
+    }
+}
+
+/// [`int8::rows_i8_i8`] in one assembly loop.
+pub(super) fn rows_i8_i8(w: &[u8], rb: usize, wb: usize, a: &[i16], s: &[f32], out: &mut [f32]) {
+    if !run_rows!(i8_pair, w, rb, wb, a, s, out, I8_SLOTS) {
+        int8::rows_with(dot_i8_i8, w, rb, wb, a, s, out);
     }
 }
 
 /// [`int8::rows_i8_split`] in one assembly loop.
 pub(super) fn rows_i8_split(w: &[u8], rb: usize, wb: usize, a: &[i16], s: &[f32], out: &mut [f32]) {
-    if !run_rows!(split_pair, w, rb, wb, a, s, out, 2 * Q_BLOCK) {
+    if !run_rows!(split_pair, w, rb, wb, a, s, out, SPLIT_SLOTS) {
         int8::rows_with(dot_i8_split, w, rb, wb, a, s, out);
     }
 }
 
 /// [`int8::dot_i8_i16`] with `SMLAD`.
 pub(super) fn dot_i8_i16(w: &[u8], a: &[i16], s: &[f32], block0: usize, lanes: &mut Lanes) {
-    let Some(n) = pairs(w, a, s, Q_BLOCK, block0) else {
+    let Some(n) = pairs(w, a, s, I16_SLOTS, block0) else {
         return int8::dot_i8_i16(w, a, s, block0, lanes);
     };
-    run_pairs!(i16_pair, w, a, s, n, block0, lanes, 2 * Q_BLOCK);
+    run_pairs!(i16_pair, w, a, s, n, block0, lanes, 2 * I16_SLOTS);
     let done = 2 * n;
     if done < s.len() {
-        let (w, a, s) = (&w[n * PAIR_BYTES..], &a[done * Q_BLOCK..], &s[done..]);
+        let (w, a, s) = (&w[n * PAIR_BYTES..], &a[done * I16_SLOTS..], &s[done..]);
         int8::dot_i8_i16(w, a, s, block0 + done, lanes);
+    }
+}
+
+/// [`int8::dot_i8_i8`] with `SMLAD`: three instructions per weight word.
+pub(super) fn dot_i8_i8(w: &[u8], a: &[i16], s: &[f32], block0: usize, lanes: &mut Lanes) {
+    let Some(n) = pairs(w, a, s, I8_SLOTS, block0) else {
+        return int8::dot_i8_i8(w, a, s, block0, lanes);
+    };
+    run_pairs!(i8_pair, w, a, s, n, block0, lanes, 2 * I8_SLOTS);
+    let done = 2 * n;
+    if done < s.len() {
+        let (w, a, s) = (&w[n * PAIR_BYTES..], &a[done * I8_SLOTS..], &s[done..]);
+        int8::dot_i8_i8(w, a, s, block0 + done, lanes);
     }
 }
 
 /// [`int8::dot_i8_split`] with `SMLAD`: per weight word, four `SMLAD`s against the `hi`
 /// and `lo` halves of its four activations.
 pub(super) fn dot_i8_split(w: &[u8], a: &[i16], s: &[f32], block0: usize, lanes: &mut Lanes) {
-    let Some(n) = pairs(w, a, s, 2 * Q_BLOCK, block0) else {
+    let Some(n) = pairs(w, a, s, SPLIT_SLOTS, block0) else {
         return int8::dot_i8_split(w, a, s, block0, lanes);
     };
-    run_pairs!(split_pair, w, a, s, n, block0, lanes, 4 * Q_BLOCK);
+    run_pairs!(split_pair, w, a, s, n, block0, lanes, 2 * SPLIT_SLOTS);
     let done = 2 * n;
     if done < s.len() {
-        let (w, a, s) = (&w[n * PAIR_BYTES..], &a[done * 2 * Q_BLOCK..], &s[done..]);
+        let (w, a, s) = (&w[n * PAIR_BYTES..], &a[done * SPLIT_SLOTS..], &s[done..]);
         int8::dot_i8_split(w, a, s, block0 + done, lanes);
     }
 }
 
-/// `(Σ q·a, Σ a)` over 32 byte weights (natural order, four per word, each below 128) and
-/// their activations ([`int8::act_position`] order), with the int8 kernels' `SMLAD` block:
+/// `(Σ q·a, Σ a)` over 32 byte weights (natural order, four per word, each below 128, not
+/// biased) and their activations ([`int8::act_position`] order, no header), with the int16
+/// kernel's `SMLAD` block:
 /// once against the weights, once against bytes of ones. `None` when `a` is short or not
 /// word-aligned (the workspace never produces that).
 pub(super) fn isum_words(w: &[u32; 8], a: &[i16]) -> Option<(i32, i32)> {
@@ -442,7 +549,7 @@ unsafe fn block_sum(w: &[u32; 8], a: &[i16]) -> i32 {
     // `r1` (32 i16, word-aligned: the caller's contract), and writes only the registers named.
     unsafe {
         asm!(
-            i16_block!(),
+            byte_block!(),
             inout("r0") w.as_ptr() => _,
             inout("r1") a.as_ptr() => _,
             out("r2") sum,

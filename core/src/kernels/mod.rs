@@ -32,7 +32,10 @@ pub mod x86;
 pub use float::{
     decode_f16, decode_f32, decode_int4, dot_f16, dot_f32, dot_int4, dot_q4, int4_values,
 };
-pub use int8::{ActivationCode, decode_int8, dot_i8_i16, dot_i8_split, quantize_activations};
+pub use int8::{
+    ActivationCode, code_for_int8, decode_int8, dot_i8_i8, dot_i8_i16, dot_i8_split,
+    quantize_activations,
+};
 
 /// Partial sums per dot product.
 pub const LANES: usize = 16;
@@ -119,7 +122,8 @@ pub fn sum(a: &[f32]) -> f32 {
 pub type FloatDot = fn(w: &[u8], x: &[f32], lanes: &mut Lanes);
 
 /// `lanes[(block0 + b) % 4] += d_b · (s_b · t_b)` over the blocks of int8 weight units `w`
-/// against quantized activations `a` with per-block scales `s` (see [`int8`]).
+/// against activations `a` coded for them ([`int8::code_for_int8`]) with per-block scales
+/// `s` (see [`int8`]).
 pub type IntDot = fn(w: &[u8], a: &[i16], s: &[f32], block0: usize, lanes: &mut Lanes);
 
 /// `out[r] = ` the finished dot product of whole row `r` of int8 weights (rows `row_bytes`
@@ -145,12 +149,16 @@ pub struct Kernels {
     pub dot_f32: FloatDot,
     /// f16 weights × f32 activations.
     pub dot_f16: FloatDot,
-    /// int8 weights × 16-bit activations (the int16 and int8 paths).
+    /// int8 weights × 16-bit activations (the int16 path).
     pub dot_i8_i16: IntDot,
+    /// int8 weights × 8-bit activations (the int8 path).
+    pub dot_i8_i8: IntDot,
     /// int8 weights × activations split into two 16-bit halves (the exact path).
     pub dot_i8_split: IntDot,
     /// Whole rows of [`Self::dot_i8_i16`].
     pub rows_i8_i16: IntRows,
+    /// Whole rows of [`Self::dot_i8_i8`].
+    pub rows_i8_i8: IntRows,
     /// Whole rows of [`Self::dot_i8_split`].
     pub rows_i8_split: IntRows,
 }
@@ -162,8 +170,10 @@ impl Kernels {
         dot_f32: float::dot_f32,
         dot_f16: float::dot_f16,
         dot_i8_i16: int8::dot_i8_i16,
+        dot_i8_i8: int8::dot_i8_i8,
         dot_i8_split: int8::dot_i8_split,
         rows_i8_i16: int8::rows_i8_i16,
+        rows_i8_i8: int8::rows_i8_i8,
         rows_i8_split: int8::rows_i8_split,
     };
 

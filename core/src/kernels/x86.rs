@@ -4,15 +4,16 @@
 //! - f32 and f16 weights: the 16 lanes of the plain kernel as two AVX2 registers (or one
 //!   AVX-512 register), a multiply then an add (never FMA); f16 decoded by `VCVTPH2PS`
 //!   (F16C), which converts every half exactly as [`super::f16_to_f32`] does.
-//! - int8 weights: each block's 32 weights widened to i16 and multiplied with `VPMADDWD`
-//!   (exact i32 sums), eight blocks' sums gathered into one register, then the per-block
-//!   f32 scaling of the plain kernel, eight blocks at a time, in the same order.
+//! - int8 weights: each block's 32 weights unbiased (`VPXOR`), widened to i16 and multiplied
+//!   with `VPMADDWD` (exact i32 sums), eight blocks' sums gathered into one register, then
+//!   the per-block f32 scaling of the plain kernel, eight blocks at a time, in the same order.
+//!   The int8 path's activations are laid out as the int16 path's here, so it shares them.
 //!
 //! `core` cannot detect CPU features (that needs `std`), so the caller says which it has.
 
 use core::arch::x86_64::*;
 
-use super::int8::{PAIR_BYTES, Q_BLOCK, block_count};
+use super::int8::{ActivationCode, PAIR_BYTES, Q_BLOCK, block_count};
 use super::{BLOCK_LANES, Kernels, LANES, Lanes, int8};
 
 /// The CPU features the kernels can use.
@@ -49,8 +50,10 @@ pub unsafe fn kernels(features: Features) -> Kernels {
             dot_f32: dot_f32_avx512,
             dot_f16: dot_f16_avx512,
             dot_i8_i16: dot_i8_i16_avx2,
+            dot_i8_i8: dot_i8_i16_avx2,
             dot_i8_split: dot_i8_split_avx2,
             rows_i8_i16: rows_i8_i16_avx2,
+            rows_i8_i8: rows_i8_i16_avx2,
             rows_i8_split: rows_i8_split_avx2,
         },
         (true, false) => Kernels {
@@ -58,8 +61,10 @@ pub unsafe fn kernels(features: Features) -> Kernels {
             dot_f32: dot_f32_avx2,
             dot_f16: dot_f16_avx2,
             dot_i8_i16: dot_i8_i16_avx2,
+            dot_i8_i8: dot_i8_i16_avx2,
             dot_i8_split: dot_i8_split_avx2,
             rows_i8_i16: rows_i8_i16_avx2,
+            rows_i8_i8: rows_i8_i16_avx2,
             rows_i8_split: rows_i8_split_avx2,
         },
         _ => Kernels::PORTABLE,
@@ -189,8 +194,8 @@ fn f16_avx512(w: &[u8], x: &[f32], lanes: &mut Lanes) {
     }
 }
 
-/// `Σ w·a` of one block as eight partial i32 sums (weights at `q`, 16-bit activations at
-/// `a`, 32 of each).
+/// `Σ w·a` of one block as eight partial i32 sums (stored weights at `q`, their even bytes'
+/// bias undone by one `XOR`; 16-bit activations at `a`; 32 of each).
 ///
 /// # Safety
 /// 32 bytes at `q` and 32 i16 at `a` are readable.
@@ -198,8 +203,9 @@ fn f16_avx512(w: &[u8], x: &[f32], lanes: &mut Lanes) {
 unsafe fn block_partials(q: *const u8, a: *const i16) -> __m256i {
     // SAFETY: the caller's promise.
     unsafe {
-        let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(q.cast()));
-        let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(q.add(16).cast()));
+        let bias = _mm_set1_epi16(0x0080);
+        let w0 = _mm256_cvtepi8_epi16(_mm_xor_si128(_mm_loadu_si128(q.cast()), bias));
+        let w1 = _mm256_cvtepi8_epi16(_mm_xor_si128(_mm_loadu_si128(q.add(16).cast()), bias));
         let p0 = _mm256_madd_epi16(w0, _mm256_loadu_si256(a.cast()));
         let p1 = _mm256_madd_epi16(w1, _mm256_loadu_si256(a.add(16).cast()));
         _mm256_add_epi32(p0, p1)
@@ -230,7 +236,8 @@ fn rotate_half(v: __m128) -> __m128 {
 /// (`SPLIT = true`), eight blocks (four pairs) at a time, the rest through the plain ones.
 #[target_feature(enable = "avx2,f16c")]
 fn int8_avx2<const SPLIT: bool>(w: &[u8], a: &[i16], s: &[f32], block0: usize, lanes: &mut Lanes) {
-    let per_block = if SPLIT { 2 * Q_BLOCK } else { Q_BLOCK };
+    let code = if SPLIT { ActivationCode::Split } else { ActivationCode::Int16 };
+    let (header, per_block) = (int8::header_slots(code), int8::block_slots(code));
     let blocks = block_count(w).min(s.len()).min(a.len() / per_block);
     let batches = if block0.is_multiple_of(2) { blocks / 8 } else { 0 };
     let rotated = !block0.is_multiple_of(BLOCK_LANES);
@@ -244,7 +251,7 @@ fn int8_avx2<const SPLIT: bool>(w: &[u8], a: &[i16], s: &[f32], block0: usize, l
         }
         for k in 0..batches {
             let unit = w.as_ptr().add(k * 4 * PAIR_BYTES);
-            let act = a.as_ptr().add(k * 8 * per_block);
+            let act = a.as_ptr().add(k * 8 * per_block + header);
             let mut hi = [_mm256_setzero_si256(); 8];
             let mut lo = [_mm256_setzero_si256(); 8];
             for b in 0..8 {
@@ -285,8 +292,8 @@ fn int8_avx2<const SPLIT: bool>(w: &[u8], a: &[i16], s: &[f32], block0: usize, l
 #[cfg(test)]
 mod tests {
     use super::super::float;
-    use super::super::int8::tests::{activations, row_dot, weights};
-    use super::super::int8::{ActivationCode, quantize_activations};
+    use super::super::int8::block_slots;
+    use super::super::int8::tests::{activations, coded, row_dot, weights};
     use super::super::tests::lcg;
     use super::*;
 
@@ -356,19 +363,19 @@ mod tests {
             let x = activations(cols, 7);
             let blocks = cols / Q_BLOCK;
             for code in [ActivationCode::Split, ActivationCode::Int16, ActivationCode::Int8] {
-                let mut q = vec![0i16; cols * code.halves()];
-                let mut s = vec![0.0f32; blocks];
-                quantize_activations(code, &x, &mut q, &mut s);
+                let (q, s) = coded(code, &x);
                 let pick = |t: &Kernels| match code {
                     ActivationCode::Split => t.dot_i8_split,
-                    _ => t.dot_i8_i16,
+                    ActivationCode::Int16 => t.dot_i8_i16,
+                    ActivationCode::Int8 => t.dot_i8_i8,
                 };
-                let plain = row_dot(pick(&Kernels::PORTABLE), &w, &q, &s, code.halves(), &[]);
+                let per = block_slots(code);
+                let plain = row_dot(pick(&Kernels::PORTABLE), &w, &q, &s, per, &[]);
                 for table in tables() {
                     // Whole, and cut at every other pair (phases 0 and 2, short pieces).
                     let cuts: std::vec::Vec<usize> = (2..blocks).step_by(6).collect();
                     for cuts in [&[][..], &cuts, &[2], &[18]] {
-                        let got = row_dot(pick(&table), &w, &q, &s, code.halves(), cuts);
+                        let got = row_dot(pick(&table), &w, &q, &s, per, cuts);
                         assert_eq!(
                             got.to_bits(),
                             plain.to_bits(),
