@@ -21,12 +21,14 @@
 //! - [`ActivationCode::Int8`]: `q = round(x / s)`, `s = max|x| / 127` (W8A8, as llama.cpp's
 //!   q8_0), stored as i16 like the others.
 //!
-//! For int8 weights ([`code_for_int8`]) the Cortex-M DSP layout (feature `dsp` on Arm) also
-//! starts each block with a *header*, `−128 · Σ` of the block's even elements (one i32 per
-//! half), which starts the block's integer sum and so cancels the even weights' bias; there
-//! the int8 code stores each odd element `a_k` as `a_k − 256 · a_(k−1)`, so that one `SMLAD`
+//! For int8 weights ([`code_for_int8`]) each block starts with a *header*, `−128 · Σ` of the
+//! block's even elements (one i32 per half): the Cortex-M DSP kernels (feature `dsp` on Arm)
+//! start the block's integer sum from it, which cancels the even weights' bias; the other
+//! kernels unbias the weights instead, but the header is there on every target so that a
+//! workspace has one size everywhere (the host sizes the boards' RAM). On the DSP layout the
+//! int8 code also stores each odd element `a_k` as `a_k − 256 · a_(k−1)`, so that one `SMLAD`
 //! takes a raw weight halfword pair against the even elements and a second one the odd
-//! weights against the odd slots. Elsewhere blocks are the elements alone.
+//! weights against the odd slots.
 //!
 //! **Sums.** Per block, the integer sums are exact: `H = Σ w·hi`, `L = Σ w·lo` (split) or
 //! `H = Σ w·q`; at most 32 · 127 · 2^15 < 2^31. Then, in f32, `t = H` (or
@@ -115,10 +117,10 @@ impl ActivationCode {
     }
 }
 
-/// i16 slots that start each block of activations coded for int8 weights: on the DSP
-/// layout the block's header (an i32 per half, see the module documentation), elsewhere none.
+/// i16 slots that start each block of activations coded for int8 weights: the block's
+/// header, an i32 per half (see the module documentation).
 pub const fn header_slots(code: ActivationCode) -> usize {
-    if DSP { 2 * code.halves() } else { 0 }
+    2 * code.halves()
 }
 
 /// i16 slots per block of activations coded for int8 weights ([`code_for_int8`]): the
@@ -180,8 +182,8 @@ pub fn quantize_activations(code: ActivationCode, x: &[f32], q: &mut [i16], scal
 }
 
 /// Codes `x` (a multiple of [`Q_BLOCK`] long) for the int8-weight kernels: as
-/// [`quantize_activations`], each block in [`block_slots`] of `q`, with the DSP layout's
-/// header and, for [`ActivationCode::Int8`], its odd slots (see the module documentation).
+/// [`quantize_activations`], each block in [`block_slots`] of `q` after its header, and on
+/// the DSP layout [`ActivationCode::Int8`]'s odd slots (see the module documentation).
 pub fn code_for_int8(code: ActivationCode, x: &[f32], q: &mut [i16], scales: &mut [f32]) {
     let (header, body) = (header_slots(code), Q_BLOCK * code.halves());
     for ((xb, qb), s) in
@@ -189,14 +191,12 @@ pub fn code_for_int8(code: ActivationCode, x: &[f32], q: &mut [i16], scales: &mu
     {
         let (head, values) = qb.split_at_mut(header);
         quantize_activations(code, xb, values, core::slice::from_mut(s));
-        if DSP {
-            fill_header(code, head, values);
-        }
+        fill_header(code, head, values);
     }
 }
 
-/// The DSP layout's header of one coded block (`values` in [`act_position`] or
-/// [`split_position`] order), and the int8 code's odd slots.
+/// The header of one coded block (`values` in [`act_position`] or [`split_position`]
+/// order), and on the DSP layout the int8 code's odd slots.
 fn fill_header(code: ActivationCode, head: &mut [i16], values: &mut [i16]) {
     for (part, h) in head.chunks_exact_mut(2).enumerate() {
         let mut even = 0i32;
@@ -210,7 +210,7 @@ fn fill_header(code: ActivationCode, head: &mut [i16], values: &mut [i16]) {
         h[0] = bits as u16 as i16;
         h[1] = (bits >> 16) as u16 as i16;
     }
-    if code == ActivationCode::Int8 {
+    if DSP && code == ActivationCode::Int8 {
         for k in (1..Q_BLOCK).step_by(2) {
             let prev = values[act_position(k - 1)];
             values[act_position(k)] -= 256 * prev;
@@ -610,6 +610,39 @@ pub(crate) mod tests {
                 let back = int8_element(values, k);
                 assert!(back.abs() <= 127);
                 assert!((s[b] * back as f32 - v).abs() <= s[b] * 0.5001, "{v} vs {back}");
+            }
+        }
+    }
+
+    #[test]
+    fn headers_cancel_the_even_weights_bias() {
+        let (w, _) = weights(1, 128, 32, 6);
+        let x = activations(128, 2);
+        for code in [ActivationCode::Split, ActivationCode::Int16, ActivationCode::Int8] {
+            let (q, _) = coded(code, &x);
+            let per = block_slots(code);
+            for (b, (_, qw)) in blocks(&w).enumerate() {
+                let block = &q[b * per..(b + 1) * per];
+                let (head, values) = block.split_at(header_slots(code));
+                for part in 0..code.halves() {
+                    let header =
+                        (head[2 * part] as u16 as u32) | ((head[2 * part + 1] as u16 as u32) << 16);
+                    // What the DSP kernels sum: even weights as stored (unsigned), from the header.
+                    let mut biased = header as i32;
+                    let mut plain = 0i32;
+                    for k in 0..Q_BLOCK {
+                        let a = match code {
+                            ActivationCode::Split => i32::from(values[split_position(k, part)]),
+                            ActivationCode::Int16 => i32::from(values[act_position(k)]),
+                            ActivationCode::Int8 => int8_element(values, k),
+                        };
+                        let raw =
+                            if k % 2 == 0 { i32::from(qw[k]) } else { i32::from(qw[k] as i8) };
+                        biased += raw * a;
+                        plain += weight_value(k, qw[k]) * a;
+                    }
+                    assert_eq!(biased, plain, "{code:?} block {b} half {part}");
+                }
             }
         }
     }
